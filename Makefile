@@ -1,0 +1,99 @@
+# sigprop: the two commands a reader needs are `make book` and `make test`.
+#
+#   make book        set up .venv, then build the website in _build/html, executing every chapter
+#   make test        set up .venv, then run every test (library, notebooks, consistency, book build)
+#   make notebooks   re-execute every chapter and store its outputs in book/*.ipynb
+#   make bench       run the performance suite (benchmarks/run.py)
+#   make clean       remove build outputs (keeps .venv); `make distclean` removes .venv too
+#
+# Knobs (set on the command line: `make book TORCH_SPEC="..."`):
+#   PYTHON       interpreter that creates the venv (default python3, 3.9 or newer)
+#   VENV         where the venv lives (default .venv)
+#   TORCH_SPEC   pip arguments that install torch, before anything else. Default: torch==2.13.0,
+#                as tested. A particular CUDA build, e.g. in a venv of its own:
+#                make book VENV=.venv-cuda TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+#   JB_FLAGS     flags for `jupyter-book build` (default: strict, every page rebuilt)
+#   PYTEST_ARGS  extra pytest arguments, e.g. PYTEST_ARGS="-x -k meanfield"
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+JB_FLAGS ?= --all --warningiserror --keep-going
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.sigprop-installed
+TORCH_STAMP := $(VENV)/.sigprop-torch-spec
+
+# The pytest call of `make test`: library tests, consistency tests and the book build in
+# tests/, and nbval over every chapter notebook. Only cells tagged nbval-check-output
+# have their outputs compared (--nbval-lax); the rest must merely run without error.
+NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
+
+# Offline machines (the developers', CI) keep real data in ../shared/data. When that folder
+# is there and SIGPROP_DATA is unset, the chapters read it instead of downloading; elsewhere
+# sigprop.data uses its own default (~/.cache/sigprop).
+SHARED_DATA := $(abspath $(wildcard ../shared/data))
+ifneq ($(SHARED_DATA),)
+export SIGPROP_DATA ?= $(SHARED_DATA)
+endif
+
+.PHONY: help setup book test notebooks bench clean distclean FORCE
+
+help:
+	@sed -n '3,7p' Makefile | sed 's/^# \{0,1\}//'
+
+# ---------------------------------------------------------------------------- set-up
+# Idempotent: the stamp is newer than everything it was installed from, so a second run
+# installs nothing. Editing lib/pyproject.toml or requirements-book.txt, or asking for
+# another TORCH_SPEC, re-runs pip in the same venv (pip only adds what is missing).
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Rewritten only when TORCH_SPEC changes, so that its timestamp says when it last did.
+$(TORCH_STAMP): FORCE | $(PY)
+	@echo '$(TORCH_SPEC)' > $@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
+
+$(STAMP): lib/pyproject.toml requirements-book.txt $(TORCH_STAMP) | $(PY)
+	$(PIP) install --progress-bar off $(TORCH_SPEC)
+	$(PIP) install --progress-bar off -e lib -r requirements-book.txt
+	@touch $@
+
+# ---------------------------------------------------------------------------- the book
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . $(JB_FLAGS)
+	@echo "The website is in _build/html/index.html"
+
+# One pytest call. tests/test_project.py builds the book with the same command as
+# `make book` (its test runs last); deselect it with PYTEST_ARGS='-m "not book"'.
+# Tests run at the small scale unless SIGPROP_SCALE says otherwise.
+test: export SIGPROP_SCALE ?= small
+test: $(STAMP)
+	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+
+# Re-executes each chapter from its Markdown source and stores the outputs in the .ipynb
+# that Colab opens and nbval compares against.
+notebooks: export SIGPROP_SCALE ?= small
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --sync $(NOTEBOOKS:.ipynb=.md)
+	$(PY) tools/execute_notebooks.py $(NOTEBOOKS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf _build .jupyter_cache .pytest_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
+
+FORCE:

@@ -1,0 +1,28 @@
+"""sigprop: signal propagation in deep networks at initialization.
+
+Modules (one concept each):
+
+* :mod:`sigprop.activations` -- activations with derivatives, a registry;
+* :mod:`sigprop.gaussian` -- Gaussian expectations by panel quadrature;
+* :mod:`sigprop.meanfield` -- q-map, c-map, fixed points, chi_1, EOC, depth scales;
+* :mod:`sigprop.init` -- weight initializations as batched samplers;
+* :mod:`sigprop.ensemble` -- many random networks at once, statistics on the fly;
+* :mod:`sigprop.stats` -- moments, KS distance, correlations, effective rank;
+* :mod:`sigprop.data` -- MNIST, CIFAR-10, digits from their official files;
+* :mod:`sigprop.runtime` -- device, seeding and the scale preset;
+* :mod:`sigprop.plotting` -- the book's figure style.
+"""
+from . import activations, gaussian, init, meanfield, runtime, stats  # noqa: F401
+
+__version__ = "0.1.0"
+
+__all__ = ["activations", "gaussian", "meanfield", "init", "ensemble", "stats", "data", "runtime", "plotting"]
+
+
+def __getattr__(name):
+    # ensemble, data and plotting import heavier dependencies (matplotlib); load on first use
+    if name in ("ensemble", "data", "plotting"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'sigprop' has no attribute {name!r}")

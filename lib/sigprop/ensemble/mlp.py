@@ -1,0 +1,552 @@
+r"""The fully connected kernel: :class:`MLPConfig`, :func:`propagate_mlp`, :class:`MLPTrace`.
+
+See :mod:`sigprop.ensemble` for the model, the memory layout and the checkpointing
+schedule.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .. import activations as _activations
+from .. import init as _init
+from .. import runtime
+from ._common import C_MAX, _as_gain, _check_hist, _check_int, _check_per_net, _draw_seeds, _seeded
+from ._reduce import _Recorder
+
+Tensor = torch.Tensor
+Scale = Union[float, Sequence[float], Tensor]
+Edges = Union[Tensor, Sequence[float]]
+
+__all__ = ["MLPConfig", "MLPTrace", "propagate_mlp", "mlp_parameters"]
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    r"""An ensemble of ``n_nets`` independent random MLPs.
+
+    Either ``depth`` and ``width`` (all hidden layers of the same width) or
+    ``widths`` (the width :math:`n_l` of each layer :math:`l = 1, \dots, L`, e.g.
+    ``(1000,) * 5`` after a 784-dimensional input) are given; the first layer's
+    fan-in is the input's feature count.
+
+    Attributes
+    ----------
+    depth : int
+        Number of layers :math:`L \ge 1` (set from ``widths`` when omitted).
+    width : int
+        Width of every layer, :math:`\ge 1` (``None`` when ``widths`` is given).
+    act : str or Activation
+        The activation :math:`\phi`, a name of :func:`sigprop.activations.available`.
+    sigma_w : float or sequence or Tensor
+        Weight scale :math:`\sigma_w \ge 0`.  With ``init="gaussian"``,
+        :math:`W_{ij} \sim \mathcal N(0, \sigma_w^2/n_\text{in})`; with a named
+        initialization it is that sampler's ``gain`` (default 1: the
+        initialization as published).  One value per network (shape
+        ``(n_nets,)``) simulates a whole grid of :math:`\sigma_w` in one call;
+        it is stored as a tuple of floats.
+    sigma_b : float or sequence or Tensor
+        Bias standard deviation :math:`\sigma_b \ge 0`, one value or one per network.
+    init : str or callable
+        A name of :data:`sigprop.init.INITS`, or a sampler with the same signature.
+    n_nets : int
+        Number of independent networks, :math:`\ge 1`.
+    widths : sequence of int, optional
+        Per-layer widths, an alternative to ``depth``/``width``.
+
+    Raises
+    ------
+    ValueError
+        If depth, width, widths or n_nets are not positive integers (or disagree),
+        if ``act`` or ``init`` is unknown, or if a scale is negative, not finite,
+        or neither a number nor of shape ``(n_nets,)``.
+    """
+
+    depth: Optional[int] = None
+    width: Optional[int] = None
+    act: Union[str, _activations.Activation, None] = None
+    sigma_w: Scale = 1.0
+    sigma_b: Scale = 0.0
+    init: Union[str, Callable[..., Tensor]] = "gaussian"
+    n_nets: int = 1
+    widths: Optional[Sequence[int]] = None
+
+    def __post_init__(self) -> None:
+        setf = object.__setattr__
+        if self.act is None:
+            raise ValueError(f"act is required: one of {_activations.available()} or an Activation")
+        _activations.get(self.act)
+        _init.get_init(self.init)
+        n_nets = _check_int(self.n_nets, "n_nets")
+        if self.widths is not None:
+            try:
+                ws = tuple(self.widths)
+            except TypeError:
+                raise ValueError(f"widths must be a sequence of integers >= 1; got {self.widths!r}") from None
+            if not ws:
+                raise ValueError("widths must hold at least one layer width; got an empty sequence")
+            ws = tuple(_check_int(w, "every entry of widths") for w in ws)
+            if self.depth is not None and self.depth != len(ws):
+                raise ValueError(f"depth ({self.depth!r}) must equal len(widths) ({len(ws)}) when both are given")
+            if self.width is not None and any(w != self.width for w in ws):
+                raise ValueError("width must be omitted when widths is given (or equal every entry of widths)")
+            setf(self, "widths", ws)
+            setf(self, "depth", len(ws))
+        else:
+            _check_int(self.depth, "depth")
+            _check_int(self.width, "width")
+        setf(self, "sigma_w", _check_per_net(self.sigma_w, "sigma_w", n_nets))
+        setf(self, "sigma_b", _check_per_net(self.sigma_b, "sigma_b", n_nets))
+
+    @property
+    def activation(self) -> _activations.Activation:
+        """The :class:`~sigprop.activations.Activation` object."""
+        return _activations.get(self.act)
+
+    @property
+    def layer_widths(self) -> Tuple[int, ...]:
+        """:math:`(n_1, \\dots, n_L)`."""
+        return tuple(self.widths) if self.widths is not None else (int(self.width),) * int(self.depth)
+
+    def fan_ins(self, n_in: int) -> Tuple[int, ...]:
+        """:math:`(n_0, \\dots, n_{L-1})` for an input of ``n_in`` features."""
+        return (_check_int(n_in, "n_in"),) + self.layer_widths[:-1]
+
+    def weight_variances(self, n_in: int) -> List[Union[float, Tensor]]:
+        r"""Per-entry variance :math:`\operatorname{Var} W^l_{ij}` of each layer (see
+        :func:`sigprop.init.weight_variance`); a tensor of shape ``(n_nets,)`` per
+        layer when ``sigma_w`` is per network.
+
+        Raises
+        ------
+        ValueError
+            If ``init`` is a custom callable (its variance is unknown) or ``n_in < 1``.
+        """
+        if not isinstance(self.init, str):
+            raise ValueError("weight_variances needs a named init; got a custom sampler")
+        return [
+            _init.weight_variance(self.init, fi, fo, gain=_as_gain(self.sigma_w))
+            for fi, fo in zip(self.fan_ins(n_in), self.layer_widths)
+        ]
+
+    def effective_sigma_w(self, n_in: int) -> List[Union[float, Tensor]]:
+        r"""The mean-field weight scale of each layer,
+        :math:`\sigma_{w,l} = \sqrt{n_{l-1} \operatorname{Var} W^l_{ij}}`,
+        so that ``sigprop.meanfield.q_map(act, q, sigma_w_eff[l-1], sigma_b)`` is the
+        theory for layer ``l`` under any named initialization (for ``"gaussian"``
+        it is ``sigma_w`` itself; for ``he_normal`` it is :math:`\sqrt2` times the gain).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`weight_variances`.
+        """
+        out = []
+        for fi, v in zip(self.fan_ins(n_in), self.weight_variances(n_in)):
+            out.append(torch.sqrt(fi * v) if isinstance(v, Tensor) else math.sqrt(fi * v))
+        return out
+
+
+# --------------------------------------------------------------------------- #
+# Result.
+# --------------------------------------------------------------------------- #
+@dataclass
+class MLPTrace:
+    r"""Per-layer statistics of one :func:`propagate_mlp` run.
+
+    All tensors are float64 on the CPU; index ``l - 1`` along the first axis holds
+    layer :math:`l` (see ``layers``).  "Pooled" means over networks, units and
+    inputs together.
+
+    Attributes
+    ----------
+    config : MLPConfig
+        The ensemble simulated.
+    layers : Tensor
+        ``(L,)`` int64, the layer numbers ``1..L``.
+    q_in : Tensor
+        ``(n_nets, batch)``, :math:`\frac{1}{n_0}\lVert x^0_a\rVert^2`, the input lengths.
+    c_in : Tensor or None
+        ``(n_nets, batch, batch)``, the inputs' uncentred correlations.
+    q : Tensor
+        ``(L, n_nets, batch)``, :math:`\hat q^l_a = \frac{1}{n_l}\sum_i (h^l_{i,a})^2`,
+        the empirical length of each input's pre-activation in each network
+        (Poole et al. 2016, eq. 3).
+    qx : Tensor
+        ``(L, n_nets, batch)``, :math:`\frac{1}{n_l}\sum_i (x^l_{i,a})^2`; for the
+        Gaussian init, :math:`E[\hat q^{l+1}_a \mid x^l] = \sigma_w^2 \hat{qx}^l_a + \sigma_b^2`.
+    c : Tensor or None
+        ``(L, n_nets, batch, batch)``, :math:`\hat c^l_{ab} = \hat q^l_{ab}/\sqrt{\hat q^l_{aa}\hat q^l_{bb}}`
+        with :math:`\hat q^l_{ab} = \frac{1}{n_l}\sum_i h^l_{i,a} h^l_{i,b}` (None when not recorded).
+    h_mean, h_var, h_kurt : Tensor
+        ``(L,)``, pooled mean, variance and excess kurtosis of :math:`h^l`.
+    x_mean, x_var, x_kurt : Tensor
+        ``(L,)``, the same for :math:`x^l`.
+    hist_layers : tuple of int
+        Layers at which histograms were recorded.
+    bin_edges : dict
+        Quantity (a key of :data:`~sigprop.ensemble.HIST_KEYS`) -> 1-D tensor of bin edges.
+    hist : dict
+        Quantity -> ``(len(hist_layers), n_bins)`` pooled counts.  Bins are
+        half-open ``[e_k, e_{k+1})`` except the last, which is closed (numpy's
+        rule); values outside ``[e_0, e_{-1}]`` are not counted.
+    grad_q : Tensor or None
+        ``(L, n_nets, batch)``, :math:`\frac{1}{n_l}\sum_i (\partial E/\partial h^l_{i,a})^2`
+        (``backward=True`` only; likewise below).
+    grad_h_var, grad_x_var : Tensor or None
+        ``(L,)``, pooled variance of :math:`\partial E/\partial h^l` and :math:`\partial E/\partial x^l`.
+    grad_w_var : Tensor or None
+        ``(L,)``, variance over networks and entries of :math:`\partial E/\partial W^l`.
+    """
+
+    config: MLPConfig
+    layers: Tensor
+    q_in: Tensor
+    c_in: Optional[Tensor]
+    q: Tensor
+    qx: Tensor
+    c: Optional[Tensor]
+    h_mean: Tensor
+    h_var: Tensor
+    h_kurt: Tensor
+    x_mean: Tensor
+    x_var: Tensor
+    x_kurt: Tensor
+    hist_layers: Tuple[int, ...] = ()
+    bin_edges: Dict[str, Tensor] = field(default_factory=dict)
+    hist: Dict[str, Tensor] = field(default_factory=dict)
+    grad_q: Optional[Tensor] = None
+    grad_h_var: Optional[Tensor] = None
+    grad_x_var: Optional[Tensor] = None
+    grad_w_var: Optional[Tensor] = None
+
+    def summary(self) -> Dict[str, List[float]]:
+        """A plain dict of per-layer lists (for printing and tables).
+
+        Keys: ``layer``; ``q`` and ``qx`` (averaged over networks and inputs);
+        ``c`` (the mean off-diagonal correlation, when recorded with batch > 1);
+        the pooled moments ``h_mean, h_var, h_kurt, x_mean, x_var, x_kurt``; and,
+        after a backward pass, ``grad_q, grad_h_var, grad_x_var, grad_w_var``.
+        """
+        out: Dict[str, List[float]] = {"layer": self.layers.tolist()}
+        out["q"] = self.q.mean(dim=(1, 2)).tolist()
+        out["qx"] = self.qx.mean(dim=(1, 2)).tolist()
+        if self.c is not None and self.c.shape[-1] > 1:
+            b = self.c.shape[-1]
+            off = ~torch.eye(b, dtype=torch.bool)
+            out["c"] = self.c[..., off].mean(dim=(1, 2)).tolist()
+        for name in ("h_mean", "h_var", "h_kurt", "x_mean", "x_var", "x_kurt"):
+            out[name] = getattr(self, name).tolist()
+        if self.grad_q is not None:
+            out["grad_q"] = self.grad_q.mean(dim=(1, 2)).tolist()
+            for name in ("grad_h_var", "grad_x_var", "grad_w_var"):
+                out[name] = getattr(self, name).tolist()
+        return out
+
+
+# --------------------------------------------------------------------------- #
+# Parameters: one generator per layer, so weights can be regenerated.
+# --------------------------------------------------------------------------- #
+class _Layers:
+    """Samples (and re-samples) layer ``l``'s weights and biases from its own seed."""
+
+    def __init__(self, config: MLPConfig, n_in: int, seeds: List[int], device, dtype):
+        self.sampler = _init.get_init(config.init)
+        self.fan_in = config.fan_ins(n_in)
+        self.fan_out = config.layer_widths
+        self.n_nets = config.n_nets
+        self.seeds = seeds
+        self.device, self.dtype = device, dtype
+        self.gain = _as_gain(config.sigma_w, device, dtype)
+        self.sigma_b = _as_gain(config.sigma_b, device, dtype)
+        sb = config.sigma_b if isinstance(config.sigma_b, tuple) else (config.sigma_b,)
+        self.has_bias = any(v > 0 for v in sb)
+
+    def params(self, layer: int, with_bias: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
+        i = layer - 1
+        g = _seeded(self.seeds[i], self.device)
+        shape = (self.n_nets, self.fan_out[i], self.fan_in[i])
+        w = self.sampler(shape, generator=g, device=self.device, dtype=self.dtype, gain=self.gain)
+        if tuple(w.shape) != shape:
+            raise ValueError(f"init returned a tensor of shape {tuple(w.shape)}; expected {shape}")
+        if not (with_bias and self.has_bias):
+            return w, None
+        b = torch.randn((self.n_nets, self.fan_out[i]), generator=g, device=self.device, dtype=self.dtype)
+        sb = self.sigma_b.unsqueeze(-1) if isinstance(self.sigma_b, Tensor) else self.sigma_b
+        return w, b * sb
+
+    def affine(self, layer: int, x: Tensor) -> Tensor:
+        w, b = self.params(layer)
+        h = torch.matmul(x, w.transpose(-2, -1))
+        if b is not None:
+            h.add_(b.unsqueeze(-2))
+        return h
+
+
+# --------------------------------------------------------------------------- #
+# Argument checks.
+# --------------------------------------------------------------------------- #
+def _check_x(x, n_nets: int) -> Tensor:
+    if not isinstance(x, Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"x must be a tensor of shape (batch, n_in) or (n_nets, batch, n_in); got {type(x).__name__}") from None
+    if x.ndim not in (2, 3) or x.shape[-1] < 1 or x.shape[-2] < 1:
+        raise ValueError(f"x must have shape (batch, n_in) or (n_nets, batch, n_in) with batch, n_in >= 1; got {tuple(x.shape)}")
+    if x.ndim == 3 and x.shape[0] != n_nets:
+        raise ValueError(f"a 3-D x must have shape (n_nets={n_nets}, batch, n_in); got {tuple(x.shape)}")
+    if x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"x must be real; got dtype {x.dtype}")
+    return x
+
+
+# --------------------------------------------------------------------------- #
+# The kernel.
+# --------------------------------------------------------------------------- #
+def mlp_parameters(
+    config: MLPConfig,
+    n_in: int,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> List[Tuple[Tensor, Tensor]]:
+    r"""The weights and biases that :func:`propagate_mlp` samples.
+
+    Called with a generator in the same state (and the same ``device`` and
+    ``dtype``), this returns exactly the parameters :func:`propagate_mlp` uses:
+    ``[(W^1, b^1), ..., (W^L, b^L)]`` with :math:`W^l` of shape
+    ``(n_nets, n_l, n_{l-1})`` and :math:`b^l` of shape ``(n_nets, n_l)`` (zeros
+    when :math:`\sigma_b = 0`).  It stores every layer, so it is meant for small
+    ensembles: inspection, plots of weight distributions, tests.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not an :class:`MLPConfig`, ``n_in < 1``, or ``dtype`` is not floating.
+    """
+    if not isinstance(config, MLPConfig):
+        raise ValueError(f"config must be an MLPConfig; got {type(config).__name__}")
+    n_in = _check_int(n_in, "n_in")
+    _init._check_dtype(dtype)
+    dev = runtime.device(device) if not isinstance(device, torch.device) else device
+    layers = _Layers(config, n_in, _draw_seeds(generator, config.depth), dev, dtype)
+    out = []
+    for l in range(1, config.depth + 1):
+        w, b = layers.params(l)
+        out.append((w, b if b is not None else torch.zeros(w.shape[:-1], device=dev, dtype=dtype)))
+    return out
+
+
+def propagate_mlp(
+    x: Tensor,
+    config: MLPConfig,
+    *,
+    generator: Optional[torch.Generator] = None,
+    backward: bool = False,
+    grad_output: Optional[Tensor] = None,
+    hist_layers: Sequence[int] = (),
+    bins: Union[None, Edges, Mapping[str, Edges]] = None,
+    record_c: Optional[bool] = None,
+    checkpoint_every: Optional[int] = None,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> MLPTrace:
+    r"""Propagate inputs through an ensemble of random MLPs; return per-layer statistics.
+
+    Forward (Poole et al. 2016): :math:`h^l = W^l x^{l-1} + b^l`, :math:`x^l = \phi(h^l)`.
+    For each layer it records the empirical lengths and correlations
+
+    .. math::
+
+        \hat q^l_{ab} = \frac{1}{n_l} \sum_{i=1}^{n_l} h^l_{i,a} h^l_{i,b}, \qquad
+        \hat q^l_a = \hat q^l_{aa}, \qquad
+        \hat c^l_{ab} = \frac{\hat q^l_{ab}}{\sqrt{\hat q^l_{aa} \hat q^l_{bb}}},
+
+    which the mean-field recursions ``sigprop.meanfield.q_map`` and ``c_map``
+    predict at infinite width, and the pooled moments and (optionally) histograms
+    of :math:`h^l` and :math:`x^l` (Glorot & Bengio 2010, Fig. 6).
+
+    Backward (``backward=True``; Schoenholz et al. 2017, Glorot & Bengio 2010):
+    the loss is :math:`E = \sum_a \langle g_a, x^L_a \rangle` summed over the
+    batch, with :math:`g_a` = ``grad_output`` or, by default, :math:`g_a \sim
+    \mathcal N(0, I)`: the gradient of a random linear read-out.  Then
+
+    .. math::
+
+        \frac{\partial E}{\partial h^l} = \phi'(h^l) \odot \frac{\partial E}{\partial x^l}, \qquad
+        \frac{\partial E}{\partial x^{l-1}} = W^{l\top} \frac{\partial E}{\partial h^l}, \qquad
+        \frac{\partial E}{\partial W^l} = \sum_a \frac{\partial E}{\partial h^l_a} \, x^{l-1\,\top}_a,
+
+    and the trace records their per-layer variances (and histograms).  For a
+    linear network with Gaussian weights,
+    :math:`\operatorname{Var}\partial E/\partial h^{l-1} = \sigma_w^2 (n_l/n_{l-1}) \operatorname{Var}\partial E/\partial h^l`.
+
+    Parameters
+    ----------
+    x : Tensor
+        Inputs, ``(batch, n_in)`` shared by all networks, or ``(n_nets, batch, n_in)``.
+    config : MLPConfig
+        The ensemble.
+    generator : torch.Generator, optional
+        Source of the per-layer seeds (torch's global generator when ``None``);
+        it may live on any device.  The same generator state gives the same
+        networks (on the same device), with or without ``backward``.
+    backward : bool
+        Also back-propagate and record gradient statistics.
+    grad_output : Tensor, optional
+        :math:`\partial E/\partial x^L`, of shape ``(batch, n_L)`` or
+        ``(n_nets, batch, n_L)``; only with ``backward=True``.
+    hist_layers : sequence of int
+        Layers (in ``1..L``) at which to record histograms.
+    bins : Tensor or sequence or dict, optional
+        Bin edges (1-D, strictly increasing) used for every recorded quantity, or a
+        dict from quantities in :data:`~sigprop.ensemble.HIST_KEYS` to edges (only those are
+        recorded).  Required with ``hist_layers``.
+    record_c : bool, optional
+        Record the correlation matrices ``c``; default: when ``batch <=`` :data:`~sigprop.ensemble.C_MAX`.
+    checkpoint_every : int, optional
+        Segment length ``k`` of the backward pass (default :math:`\lceil\sqrt L\,\rceil`).
+        Results do not depend on it, only memory and time do.
+    device : torch.device or str, optional
+        Where to simulate; default :func:`sigprop.runtime.device`.
+    dtype : torch.dtype
+        Simulation dtype (statistics are accumulated in float64).
+
+    Returns
+    -------
+    MLPTrace
+        Per-layer statistics, float64 on the CPU.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not an :class:`MLPConfig`; ``x`` has the wrong shape;
+        ``grad_output`` has the wrong shape or is given without ``backward``;
+        ``hist_layers`` lies outside ``1..L`` or comes without ``bins``; ``bins``
+        is malformed; ``checkpoint_every < 1``; or ``dtype`` is not floating.
+    """
+    if not isinstance(config, MLPConfig):
+        raise ValueError(f"config must be an MLPConfig; got {type(config).__name__}")
+    _init._check_dtype(dtype)
+    if not isinstance(backward, bool):
+        raise ValueError(f"backward must be True or False; got {backward!r}")
+    if record_c is not None and not isinstance(record_c, bool):
+        raise ValueError(f"record_c must be None, True or False; got {record_c!r}")
+    depth, n_nets = config.depth, config.n_nets
+    x = _check_x(x, n_nets)
+    batch, n_in = x.shape[-2], x.shape[-1]
+    dev = runtime.device(device) if not isinstance(device, torch.device) else device
+    x = x.to(device=dev, dtype=dtype)
+    layers_h, edges = _check_hist(hist_layers, bins, depth, backward)
+    if grad_output is not None:
+        if not backward:
+            raise ValueError("grad_output is only used with backward=True")
+        grad_output = torch.as_tensor(grad_output)
+        n_out = config.layer_widths[-1]
+        if grad_output.shape not in ((batch, n_out), (n_nets, batch, n_out)):
+            raise ValueError(
+                f"grad_output must have shape (batch, n_L) = ({batch}, {n_out}) or "
+                f"(n_nets, batch, n_L) = ({n_nets}, {batch}, {n_out}); got {tuple(grad_output.shape)}"
+            )
+    k = math.ceil(math.sqrt(depth)) if checkpoint_every is None else _check_int(checkpoint_every, "checkpoint_every")
+    want_c = batch <= C_MAX if record_c is None else record_c
+
+    act = config.activation
+    seeds = _draw_seeds(generator, depth)
+    layers = _Layers(config, n_in, seeds, dev, dtype)
+    rec = _Recorder(depth, n_nets, batch, dev, want_c, layers_h, edges, backward)
+
+    x0 = x if x.ndim == 3 else x.expand(n_nets, batch, n_in)
+    x0d = x0.to(torch.float64)
+    q_in = x0d.square().mean(-1)
+    c_in = None
+    if want_c:
+        g0 = torch.matmul(x0d, x0d.transpose(-2, -1)) / n_in
+        c_in = g0 / torch.sqrt(q_in.unsqueeze(-1) * q_in.unsqueeze(-2))
+
+    # Forward pass.  Without backward only the current layer is alive.
+    checkpoints: Dict[int, Tensor] = {}
+    segment: List[Tensor] = []
+    x_cur = x
+    with torch.no_grad():
+        for l in range(1, depth + 1):
+            if backward and (l - 1) % k == 0:
+                checkpoints[l - 1] = x_cur
+                segment = []
+            h = layers.affine(l, x_cur)
+            x_cur = act.fn(h)
+            rec.forward(l, h, x_cur)
+            if backward:
+                segment.append(h)
+            del h
+        del x_cur
+
+        if backward:
+            if grad_output is None:
+                g = torch.randn(
+                    (n_nets, batch, config.layer_widths[-1]),
+                    generator=_seeded(seeds[depth], dev),
+                    device=dev,
+                    dtype=dtype,
+                )
+            else:
+                g = grad_output.to(device=dev, dtype=dtype).expand(n_nets, batch, config.layer_widths[-1])
+            _backward(layers, act, rec, checkpoints, segment, g, depth, k)
+
+    def cpu(t):
+        return None if t is None else t.detach().to("cpu")
+
+    return MLPTrace(
+        config=config,
+        layers=torch.arange(1, depth + 1),
+        q_in=cpu(q_in),
+        c_in=cpu(c_in),
+        q=cpu(rec.q),
+        qx=cpu(rec.qx),
+        c=cpu(rec.c),
+        h_mean=cpu(rec.h_mom[:, 0]),
+        h_var=cpu(rec.h_mom[:, 1]),
+        h_kurt=cpu(rec.h_mom[:, 2]),
+        x_mean=cpu(rec.x_mom[:, 0]),
+        x_var=cpu(rec.x_mom[:, 1]),
+        x_kurt=cpu(rec.x_mom[:, 2]),
+        hist_layers=layers_h,
+        bin_edges={key: e.clone() for key, e in edges.items()},
+        hist={key: cpu(v) for key, v in rec.hist.items()},
+        grad_q=cpu(getattr(rec, "grad_q", None)),
+        grad_h_var=cpu(getattr(rec, "grad_h_var", None)),
+        grad_x_var=cpu(getattr(rec, "grad_x_var", None)),
+        grad_w_var=cpu(getattr(rec, "grad_w_var", None)),
+    )
+
+
+def _backward(layers: _Layers, act, rec: _Recorder, checkpoints, last_segment, g, depth: int, k: int) -> None:
+    """Back-propagate ``g = dE/dx^L`` segment by segment (the schedule is described in :mod:`sigprop.ensemble`)."""
+    starts = list(range(0, depth, k))
+    for start in reversed(starts):
+        end = min(start + k, depth)
+        x_start = checkpoints.pop(start)
+        if start == starts[-1]:
+            hs = last_segment
+        else:  # recompute this segment's pre-activations from its checkpoint
+            hs, xc = [], x_start
+            for l in range(start + 1, end + 1):
+                h = layers.affine(l, xc)
+                xc = act.fn(h)
+                hs.append(h)
+            del xc
+        for l in range(end, start, -1):
+            h = hs.pop()
+            x_prev = act.fn(hs[-1]) if hs else x_start
+            gh = g * act.deriv(h)
+            w, _ = layers.params(l, with_bias=False)
+            gw = torch.matmul(gh.transpose(-2, -1), x_prev)
+            rec.backward(l, gh, g, gw)
+            del gw, h, x_prev
+            g = torch.matmul(gh, w) if l > 1 else None
+            del w, gh

@@ -1,0 +1,352 @@
+r"""Gaussian expectations by panel Gauss quadrature, batched over parameter grids.
+
+Mean-field theory needs two kinds of integrals (Poole et al. 2016):
+
+.. math::
+
+    \mathbb E\,f(\sqrt q\, z) = \int f(\sqrt q\, z)\,\frac{e^{-z^2/2}}{\sqrt{2\pi}}\,dz,
+    \qquad
+    \mathbb E\,F(u_1, u_2),\quad
+    (u_1, u_2) \sim \mathcal N\!\left(0, \begin{pmatrix} q_1 & q_{12}\\ q_{12} & q_2\end{pmatrix}\right).
+
+**Method.** Both are computed by *composite* Gauss-Legendre quadrature in the
+standard-normal variable :math:`z`, truncated to :math:`|z| \le Z`, with panels of
+width :math:`\Delta_z = \min(\Delta_g, \Delta_u/\sqrt{q})` and ``k`` nodes per
+panel.  The panel width shrinks like :math:`1/\sqrt q` because an activation
+such as tanh varies on the scale :math:`|u| \sim 1` of its argument
+:math:`u = \sqrt q z`, i.e. on :math:`|z| \sim 1/\sqrt q`.  Panel edges are also
+placed at the activation's breakpoints (kinks of relu, hard_tanh, abs, selu, ...),
+so that every panel integrates a smooth function and converges spectrally.
+The bivariate case writes :math:`u_1 = \sqrt{q_1} z_1`,
+:math:`u_2 = \sqrt{q_2}(c z_1 + \sqrt{1-c^2} z_2)` and nests two such rules; the
+breakpoints of the inner variable depend on the outer node and are placed per node.
+
+**Why not plain Gauss-Hermite.**  With a fixed set of Hermite nodes the
+effective resolution near :math:`z = 0` is fixed while the integrand sharpens
+as :math:`\sqrt q` grows: for :math:`\mathbb E\tanh^2(\sqrt{q} z)` at
+:math:`q = 100`, 200 Hermite nodes leave a relative error of about 2e-2 (and
+NumPy's node generator overflows above ~360 nodes), whereas the panel rule reaches
+1e-13.  :func:`hermite_expect` is kept as that baseline for tests and benchmarks.
+
+**Accuracy (measured, see ``tests/test_gaussian.py``).**  Relative error below
+1e-10 against ``scipy.integrate.quad`` / closed forms for the smooth activations
+at :math:`10^{-3} \le q \le 100`, and below 1e-10 for the kinked ones (relu,
+hard_tanh, abs, leaky_relu, selu) thanks to the breakpoint-aware panels; the
+bivariate rule reaches 1e-9 against the arc-cosine (relu) and arcsine (erf)
+kernels over :math:`|c| \le 0.999`.  Without declared breakpoints a kinked
+function converges only algebraically (about 1e-4 at default settings).
+
+All routines are float64 by default, broadcast their parameters, run on the
+device of their tensor inputs, and split large grids into chunks so memory stays
+bounded.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Callable, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+Number = Union[float, int]
+ArrayLike = Union[Tensor, Number, Sequence[float], np.ndarray]
+
+__all__ = ["expect", "expect2", "hermite_expect", "QuadratureRule", "DEFAULT_1D", "DEFAULT_2D"]
+
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+# Largest number of quadrature values held in memory at once (per chunk).
+_CHUNK_ELEMENTS = 2_000_000
+# Most panels per rule; beyond q ~ (_MAX_PANELS * panel_arg / (2 Z))^2 accuracy degrades.
+_MAX_PANELS = 8192
+# Geometric grading (in units of sqrt(1 - c^2)) of the outer panels of the
+# bivariate rule around the shadow of an inner breakpoint.
+_GRADE = torch.tensor([3.0**k for k in range(9)], dtype=torch.float64)
+
+
+class QuadratureRule:
+    """Settings of the panel rule.
+
+    Parameters
+    ----------
+    z_max:
+        Truncation :math:`Z` of the standard-normal variable; the neglected mass
+        is :math:`2\\bar\\Phi(Z)` (2e-17 at Z = 8.5).
+    panel_gauss:
+        Largest panel width :math:`\\Delta_g` in :math:`z`.
+    panel_arg:
+        Largest panel width :math:`\\Delta_u` in units of the activation's
+        argument :math:`u = \\sqrt q z`.
+    nodes:
+        Gauss-Legendre nodes per panel.
+    """
+
+    def __init__(self, z_max: float = 9.0, panel_gauss: float = 2.0, panel_arg: float = 1.5, nodes: int = 10):
+        if not z_max > 0 or not panel_gauss > 0 or not panel_arg > 0:
+            raise ValueError("z_max, panel_gauss and panel_arg must be > 0")
+        if int(nodes) < 1:
+            raise ValueError(f"nodes must be an integer >= 1; got {nodes!r}")
+        self.z_max = float(z_max)
+        self.panel_gauss = float(panel_gauss)
+        self.panel_arg = float(panel_arg)
+        self.nodes = int(nodes)
+
+    def n_panels(self, q: Tensor) -> Tensor:
+        """Panels needed on :math:`[-Z, Z]` for variance ``q`` (elementwise)."""
+        width = torch.clamp(self.panel_arg / torch.sqrt(torch.clamp(q, min=1e-300)), max=self.panel_gauss)
+        # Capped so that huge q cannot exhaust memory: full accuracy up to q ~ 1e6.
+        return torch.clamp(torch.ceil(2 * self.z_max / width), max=_MAX_PANELS).to(torch.int64)
+
+
+DEFAULT_1D = QuadratureRule(z_max=8.5, panel_gauss=2.0, panel_arg=1.75, nodes=10)
+DEFAULT_2D = QuadratureRule(z_max=8.0, panel_gauss=2.0, panel_arg=2.5, nodes=10)
+
+
+@lru_cache(maxsize=64)
+def _legendre(k: int) -> Tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.legendre.leggauss(k)
+    return x, w
+
+
+def _as_tensor(x: ArrayLike, device=None) -> Tensor:
+    if isinstance(x, Tensor):
+        t = x
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+        return t.to(dtype=torch.float64) if device is None else t.to(dtype=torch.float64, device=device)
+    return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=torch.float64, device=device)
+
+
+def _panel_nodes(edges: Tensor, k: int) -> Tuple[Tensor, Tensor]:
+    """Gauss-Legendre nodes and weights (times the normal density) on panels.
+
+    ``edges`` has shape (..., E) sorted along the last dim; returns z and w of
+    shape (..., (E-1)*k)."""
+    x, w = _legendre(k)
+    x = torch.as_tensor(x, dtype=edges.dtype, device=edges.device)
+    w = torch.as_tensor(w, dtype=edges.dtype, device=edges.device)
+    a = edges[..., :-1, None]
+    b = edges[..., 1:, None]
+    half = 0.5 * (b - a)
+    z = (0.5 * (a + b) + half * x).flatten(-2)
+    wt = (half * w).flatten(-2)
+    wt = wt * torch.exp(-0.5 * z * z) / _SQRT_2PI
+    return z, wt
+
+
+def _edges(n_panels: int, z_max: float, breaks_z: Tensor | None, batch: Tuple[int, ...], like: Tensor) -> Tensor:
+    """Uniform edges on [-Z, Z] plus (clamped) breakpoints, sorted, per point."""
+    base = torch.linspace(-z_max, z_max, n_panels + 1, dtype=like.dtype, device=like.device)
+    if breaks_z is None or breaks_z.shape[-1] == 0:
+        return base.expand(*batch, n_panels + 1)
+    base = base.expand(*breaks_z.shape[:-1], n_panels + 1)
+    e = torch.cat([base, torch.clamp(breaks_z, -z_max, z_max)], dim=-1)
+    return torch.sort(e, dim=-1).values
+
+
+def _bucket(n_panels: Tensor) -> Tensor:
+    """Round panel counts up to the grid 2^(k/4) so that points with similar q
+    share one rule (at most 19% extra work, few distinct rules)."""
+    k = torch.ceil(4 * torch.log2(n_panels.to(torch.float64)) - 1e-9)
+    return torch.ceil(torch.pow(2.0, k / 4)).to(torch.int64)
+
+
+def _call(f, *args):
+    out = f(*args)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def expect(
+    f: Callable[..., Union[Tensor, Tuple[Tensor, ...]]],
+    q: ArrayLike,
+    *,
+    breakpoints: Sequence[float] = (),
+    with_z: bool = False,
+    rule: QuadratureRule = DEFAULT_1D,
+) -> Union[Tensor, Tuple[Tensor, ...]]:
+    r"""Gaussian expectation :math:`\mathbb E\,f(\sqrt q\,z)`, :math:`z\sim\mathcal N(0,1)`.
+
+    Parameters
+    ----------
+    f:
+        Elementwise function of ``u`` (or of ``(u, z)`` when ``with_z``), where
+        :math:`u = \sqrt q z`.  It may return a tuple of tensors; the result is
+        then a tuple of expectations computed from one set of evaluations.
+    q:
+        Variance(s), any shape, ``q >= 0`` (``q = 0`` gives ``f(0)``).
+    breakpoints:
+        Points in ``u`` where ``f`` is not smooth; panels are split there.
+    with_z:
+        Pass ``z`` as a second argument (e.g. for :math:`\mathbb E[z\,g(\sqrt q z)]`).
+    rule:
+        Quadrature settings (:class:`QuadratureRule`).
+
+    Returns
+    -------
+    Tensor (or tuple of tensors) of the shape of ``q``, float64.
+
+    Raises
+    ------
+    ValueError
+        If any ``q`` is negative or not finite.
+    """
+    qt = _as_tensor(q)
+    if not torch.isfinite(qt).all() or (qt < 0).any():
+        raise ValueError("q must be finite and >= 0 (a variance)")
+    shape = qt.shape
+    flat = qt.reshape(-1)
+    bps = torch.as_tensor(list(breakpoints), dtype=flat.dtype, device=flat.device)
+    npan = rule.n_panels(flat)
+    # Bucket points by panel count (rounded up to a power of two) so that small-q
+    # points do not pay for the resolution that large-q points need.
+    bucket = _bucket(npan)
+    results: list[Tensor] | None = None
+    for nb in torch.unique(bucket).tolist():
+        idx = torch.nonzero(bucket == nb).squeeze(-1)
+        qs = flat[idx]
+        nodes_per_point = nb * rule.nodes + len(breakpoints) * rule.nodes
+        step = max(1, _CHUNK_ELEMENTS // max(nodes_per_point, 1))
+        parts: list[list[Tensor]] = []
+        for s in range(0, qs.numel(), step):
+            qc = qs[s : s + step]
+            sq = torch.sqrt(qc)[:, None]
+            breaks_z = bps[None, :] / torch.clamp(sq, min=1e-300) if bps.numel() else None
+            edges = _edges(int(nb), rule.z_max, breaks_z, (qc.numel(),), qc)
+            z, w = _panel_nodes(edges, rule.nodes)
+            u = sq * z
+            vals = _call(f, u, z) if with_z else _call(f, u)
+            parts.append([(torch.broadcast_to(v, w.shape) * w).sum(-1) for v in vals])
+        per = [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
+        if results is None:
+            results = [torch.empty(flat.shape, dtype=per[0].dtype, device=flat.device) for _ in per]
+        for r, v in zip(results, per):
+            r[idx] = v
+    assert results is not None
+    out = tuple(r.reshape(shape) for r in results)
+    return out if len(out) > 1 else out[0]
+
+
+def expect2(
+    f: Callable[[Tensor, Tensor], Union[Tensor, Tuple[Tensor, ...]]],
+    q1: ArrayLike,
+    q2: ArrayLike,
+    q12: ArrayLike,
+    *,
+    breakpoints1: Sequence[float] = (),
+    breakpoints2: Sequence[float] = (),
+    rule: QuadratureRule = DEFAULT_2D,
+) -> Union[Tensor, Tuple[Tensor, ...]]:
+    r"""Bivariate Gaussian expectation :math:`\mathbb E\,F(u_1, u_2)`.
+
+    :math:`(u_1, u_2)` is centred Gaussian with variances ``q1``, ``q2`` and
+    covariance ``q12`` (correlation :math:`c = q_{12}/\sqrt{q_1 q_2}`), written as
+    :math:`u_1 = \sqrt{q_1} z_1,\; u_2 = \sqrt{q_2}(c z_1 + \sqrt{1-c^2} z_2)`.
+    ``F(u1, u2)`` broadcasts: ``u1`` has shape (P, n1, 1) and ``u2`` (P, n1, n2), so
+    a product ``phi(u1) * phi(u2)`` evaluates ``phi(u1)`` only once per outer node.
+
+    Parameters
+    ----------
+    f:
+        Function of ``(u1, u2)``; may return a tuple of tensors.
+    q1, q2, q12:
+        Broadcastable parameters with ``q1, q2 >= 0`` and
+        :math:`|q_{12}| \le \sqrt{q_1 q_2}`.
+    breakpoints1, breakpoints2:
+        Points in ``u1`` (resp. ``u2``) where ``f`` is not smooth.
+    rule:
+        Quadrature settings; the default uses fewer nodes than the 1-D rule.
+
+    Raises
+    ------
+    ValueError
+        If a variance is negative or the covariance violates Cauchy-Schwarz.
+    """
+    t1, t2, t12 = torch.broadcast_tensors(_as_tensor(q1), _as_tensor(q2), _as_tensor(q12))
+    for name, t in (("q1", t1), ("q2", t2)):
+        if not torch.isfinite(t).all() or (t < 0).any():
+            raise ValueError(f"{name} must be finite and >= 0 (a variance)")
+    bound = torch.sqrt(t1 * t2)
+    if not torch.isfinite(t12).all() or (t12.abs() > bound * (1 + 1e-12) + 1e-300).any():
+        raise ValueError("q12 must satisfy |q12| <= sqrt(q1 * q2) (a covariance)")
+    shape = t1.shape
+    f1, f2, f12 = t1.reshape(-1), t2.reshape(-1), t12.reshape(-1)
+    bf = bound.reshape(-1)
+    c = torch.where(bf > 0, f12 / torch.where(bf > 0, bf, torch.ones_like(bf)), torch.zeros_like(bf))
+    c = torch.clamp(c, -1.0, 1.0)
+    s = torch.sqrt(torch.clamp(1 - c * c, min=0.0))
+    b1 = torch.as_tensor(list(breakpoints1), dtype=f1.dtype, device=f1.device)
+    b2 = torch.as_tensor(list(breakpoints2), dtype=f1.dtype, device=f1.device)
+    qmax = torch.maximum(f1, f2)
+    npan = rule.n_panels(qmax)
+    bucket = _bucket(npan)
+    results: list[Tensor] | None = None
+    for nb in torch.unique(bucket).tolist():
+        idx = torch.nonzero(bucket == nb).squeeze(-1)
+        n1 = (nb + len(breakpoints1) + len(breakpoints2) * (2 * _GRADE.numel() + 1)) * rule.nodes
+        n2 = (nb + len(breakpoints2)) * rule.nodes
+        step = max(1, _CHUNK_ELEMENTS // (n1 * n2))
+        parts: list[list[Tensor]] = []
+        for st in range(0, idx.numel(), step):
+            j = idx[st : st + step]
+            sq1 = torch.sqrt(f1[j])[:, None]
+            sq2 = torch.sqrt(f2[j])[:, None, None]
+            cj = c[j][:, None, None]
+            sj = s[j][:, None, None]
+            extra = []
+            if b1.numel():
+                extra.append(b1[None, :] / torch.clamp(sq1, min=1e-300))
+            if b2.numel():
+                # The inner integral over z2 has a kink of width ~ s in z1 where
+                # c sqrt(q2) z1 crosses a breakpoint of g: refine geometrically there.
+                cj1, sj1 = c[j][:, None], s[j][:, None]
+                proj = b2[None, :] / torch.clamp(sq2[:, :, 0] * cj1.abs(), min=1e-300) * torch.sign(cj1)
+                proj = torch.where(cj1.abs() > 1e-12, proj, torch.full_like(proj, 2 * rule.z_max))
+                offs = sj1[:, :, None] * _GRADE.to(sj1)[None, None, :]
+                extra.append(proj[:, :, None].expand(-1, -1, 1).reshape(proj.shape[0], -1))
+                extra.append((proj[:, :, None] + offs).reshape(proj.shape[0], -1))
+                extra.append((proj[:, :, None] - offs).reshape(proj.shape[0], -1))
+            bz1 = torch.cat(extra, dim=-1) if extra else None
+            z1, w1 = _panel_nodes(_edges(int(nb), rule.z_max, bz1, (j.numel(),), sq1), rule.nodes)  # (P, n1)
+            if b2.numel():
+                # u2 = b  <=>  z2 = (b / sqrt(q2) - c z1) / s, per outer node.
+                num = b2[None, None, :] / torch.clamp(sq2, min=1e-300) - cj * z1[:, :, None]
+                bz2 = torch.where(sj > 1e-12, num / torch.clamp(sj, min=1e-300), torch.sign(num) * 2 * rule.z_max)
+            else:
+                bz2 = None
+            z2, w2 = _panel_nodes(_edges(int(nb), rule.z_max, bz2, tuple(z1.shape), z1), rule.nodes)  # (P, n1, n2)
+            u1 = (sq1 * z1)[:, :, None]
+            u2 = sq2 * (cj * z1[:, :, None] + sj * z2)
+            vals = _call(f, u1, u2)
+            ww = w1[:, :, None] * w2
+            parts.append([(torch.broadcast_to(v, ww.shape) * ww).sum((-1, -2)) for v in vals])
+        per = [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
+        if results is None:
+            results = [torch.empty(f1.shape, dtype=per[0].dtype, device=f1.device) for _ in per]
+        for r, v in zip(results, per):
+            r[idx] = v
+    assert results is not None
+    out = tuple(r.reshape(shape) for r in results)
+    return out if len(out) > 1 else out[0]
+
+
+def hermite_expect(f: Callable[[Tensor], Tensor], q: ArrayLike, n: int = 100) -> Tensor:
+    r"""Plain Gauss-Hermite baseline: :math:`\mathbb E f(\sqrt q z) \approx \sum_i w_i f(\sqrt q x_i)`
+    with the ``n`` probabilists' Hermite nodes.  Kept to show (in tests and the
+    benchmark) why :func:`expect` uses panels instead; accurate only when
+    ``f(sqrt(q) z)`` is smooth on the scale of the nodes' spacing.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not in [1, 300] or ``q`` is negative.
+    """
+    if not 1 <= int(n) <= 300:
+        raise ValueError(f"n must be an integer in [1, 300] (NumPy's Hermite nodes overflow beyond); got {n!r}")
+    qt = _as_tensor(q)
+    if (qt < 0).any():
+        raise ValueError("q must be >= 0 (a variance)")
+    x, w = np.polynomial.hermite_e.hermegauss(int(n))
+    xt = torch.as_tensor(x, dtype=torch.float64, device=qt.device)
+    wt = torch.as_tensor(w / _SQRT_2PI, dtype=torch.float64, device=qt.device)
+    return (f(torch.sqrt(qt)[..., None] * xt) * wt).sum(-1)

@@ -1,0 +1,750 @@
+r"""Mean-field maps of deep random networks: length map, correlation map, edge of chaos.
+
+The model (Poole et al. 2016; Schoenholz et al. 2017) is a fully connected net
+
+.. math::
+
+    h^l = W^l \phi(h^{l-1}) + b^l,\qquad W^l_{ij}\sim\mathcal N(0, \sigma_w^2/N),\quad b^l_i\sim\mathcal N(0,\sigma_b^2),
+
+in the limit of infinite width, where the pre-activations of an input are
+Gaussian with variance :math:`q^l` and two inputs have correlation :math:`c^l`:
+
+.. math::
+
+    q^{l+1} = \mathcal V(q^l) = \sigma_w^2\,\mathbb E\,\phi(\sqrt{q^l} z)^2 + \sigma_b^2,
+
+    c^{l+1} = \mathcal C(c^l) = \frac{\sigma_w^2\,\mathbb E\,\phi(u_1)\phi(u_2) + \sigma_b^2}{\mathcal V(q)},\quad
+    (u_1,u_2)\sim\mathcal N\!\big(0, q\,[\begin{smallmatrix}1 & c\\ c & 1\end{smallmatrix}]\big),
+
+    \chi_1 = \mathcal C'(1) = \sigma_w^2\,\mathbb E\,\phi'(\sqrt{q^*} z)^2 .
+
+Every function takes an activation (registry name or :class:`~sigprop.activations.Activation`)
+and broadcastable parameters: scalars in, floats out; tensors in, tensors out
+(float64, on the input's device).  A whole :math:`(\sigma_w,\sigma_b)` grid is one call.
+Expectations come from :mod:`sigprop.gaussian` (relative error ~1e-11).
+
+**Conventions.** :func:`q_star` is the fixed point reached by iterating the
+length map from ``q0 = 1`` (``inf`` when :math:`q^l` diverges past ``1e8 * q0``, e.g. relu with
+:math:`\sigma_w^2 > 2`; values below ``1e-12 * q0`` that keep decreasing are
+reported as 0).  :func:`c_star` is the stable fixed point of :math:`\mathcal C`
+in :math:`[0, 1]`.  Quantities that need :math:`q^*` are ``nan`` where it is infinite.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from . import activations as _acts
+from .activations import Activation
+from .gaussian import expect, expect2
+
+Tensor = torch.Tensor
+ActLike = Union[str, Activation]
+Param = Union[float, int, Tensor, np.ndarray]
+
+__all__ = [
+    "q_map",
+    "q_map_slope",
+    "q_star",
+    "c_map",
+    "c_map_slope",
+    "c_star",
+    "chi_1",
+    "chi_c",
+    "xi_q",
+    "xi_c",
+    "eoc_sigma_w",
+    "eoc_curve",
+    "covariance_map",
+    "iterate_q",
+    "iterate_c",
+    "PhaseDiagram",
+    "phase_diagram",
+]
+
+_MAX_ITER = 200
+_Q_INF = 1e8  # lengths beyond this (times q0) count as divergent
+
+
+# --------------------------------------------------------------------------- #
+# argument handling
+# --------------------------------------------------------------------------- #
+def _device_of(*xs) -> Optional[torch.device]:
+    for x in xs:
+        if isinstance(x, Tensor):
+            return x.device
+    return None
+
+
+def _params(**named: Param) -> Tuple[dict, bool]:
+    """Convert to broadcast float64 tensors; remember whether all were scalars."""
+    scalar = all(not isinstance(v, (Tensor, np.ndarray, list, tuple)) for v in named.values())
+    dev = _device_of(*named.values())
+    ts = {}
+    for k, v in named.items():
+        if isinstance(v, Tensor):
+            t = v.to(dtype=torch.float64, device=dev)
+        else:
+            t = torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=torch.float64, device=dev)
+        ts[k] = t
+    bt = torch.broadcast_tensors(*ts.values())
+    return dict(zip(ts.keys(), bt)), scalar
+
+
+def _check_sigma(sw: Tensor, sb: Tensor) -> None:
+    if not torch.isfinite(sw).all() or (sw < 0).any():
+        raise ValueError("sigma_w must be finite and >= 0 (a standard deviation)")
+    if not torch.isfinite(sb).all() or (sb < 0).any():
+        raise ValueError("sigma_b must be finite and >= 0 (a standard deviation)")
+
+
+def _check_q(q: Tensor, name: str = "q") -> None:
+    if torch.isnan(q).any() or (q < 0).any():
+        raise ValueError(f"{name} must be >= 0 (a variance); got min {float(q.min())}")
+
+
+def _check_c(c: Tensor) -> None:
+    if torch.isnan(c).any() or (c.abs() > 1).any():
+        raise ValueError(f"c must lie in [-1, 1] (a correlation); got range [{float(c.min())}, {float(c.max())}]")
+
+
+def _out(t: Tensor, scalar: bool):
+    return float(t) if scalar else t
+
+
+# --------------------------------------------------------------------------- #
+# Gaussian moments of an activation
+# --------------------------------------------------------------------------- #
+def _moments_q(act: Activation, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """E phi^2, E[phi phi' z]/sqrt(q) (= d/dq E phi^2 * 2... see below) and E phi'^2 at variance q."""
+    qs = torch.clamp(q, min=1e-300)
+
+    def f(u, z):
+        p = act.fn(u)
+        d = act.deriv(u)
+        return p * p, p * d * z, d * d
+
+    e2, epz, ed2 = expect(f, q, breakpoints=act.breakpoints, with_z=True)
+    # d/dq E[phi(sqrt q z)^2] = E[phi phi' z] / sqrt(q)
+    slope = epz / torch.sqrt(qs)
+    return e2, slope, ed2
+
+
+def q_map(act: ActLike, q: Param, sigma_w: Param, sigma_b: Param):
+    r"""Length map :math:`\mathcal V(q) = \sigma_w^2\,\mathbb E\,\phi(\sqrt q z)^2 + \sigma_b^2`
+    (Poole et al. 2016, eq. 3).
+
+    Raises
+    ------
+    ValueError
+        For ``q < 0``, negative sigmas or an unknown activation.
+    """
+    a = _acts.get(act)
+    p, scalar = _params(q=q, sigma_w=sigma_w, sigma_b=sigma_b)
+    _check_q(p["q"])
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    e2 = expect(lambda u: a.fn(u) ** 2, p["q"], breakpoints=a.breakpoints)
+    return _out(p["sigma_w"] ** 2 * e2 + p["sigma_b"] ** 2, scalar)
+
+
+def q_map_slope(act: ActLike, q: Param, sigma_w: Param, sigma_b: Param = 0.0):
+    r"""Slope of the length map :math:`\mathcal V'(q) = \sigma_w^2\,\mathbb E[\phi\phi'(\sqrt q z)\,z]/\sqrt q
+    = \chi_1 + \sigma_w^2\,\mathbb E[\phi\,\phi''(\sqrt q z)]` (Stein's lemma; Schoenholz et al. 2017, eq. 5).
+
+    Raises
+    ------
+    ValueError
+        For ``q < 0`` or negative sigmas.
+    """
+    a = _acts.get(act)
+    p, scalar = _params(q=q, sigma_w=sigma_w, sigma_b=sigma_b)
+    _check_q(p["q"])
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    _, slope, _ = _moments_q(a, p["q"])
+    return _out(p["sigma_w"] ** 2 * slope, scalar)
+
+
+class _MomentTable:
+    """Cubic-spline table of (E phi^2, d/dq E phi^2) in log q on [q_lo, q_hi].
+
+    The Gaussian moments depend on q alone, not on (sigma_w, sigma_b), so a
+    large grid of fixed-point problems can share one table of 1-D integrals.
+    Points outside the table fall back to exact quadrature.  With 1500 knots the
+    interpolation error is below 1e-10 (relative); :func:`_solve_q_star` then
+    polishes every root with one exact Newton step."""
+
+    def __init__(self, a: Activation, q_lo: float, q_hi: float, device, knots: int = 1500):
+        from scipy.interpolate import CubicSpline
+
+        self.a = a
+        self.lo, self.hi = math.log(q_lo), math.log(q_hi)
+        grid = torch.linspace(self.lo, self.hi, knots, dtype=torch.float64)
+        e2, slope, _ = _moments_q(a, torch.exp(grid))
+        x = grid.numpy()
+        self.h = float(x[1] - x[0])
+        coefs = []
+        for y in (e2.numpy(), slope.numpy()):
+            coefs.append(torch.as_tensor(CubicSpline(x, y).c, dtype=torch.float64, device=device))
+        self.coefs = coefs
+
+    def __call__(self, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        lq = torch.log(torch.clamp(q, min=1e-300))
+        inside = (lq >= self.lo) & (lq <= self.hi)
+        t = torch.clamp(lq, self.lo, self.hi) - self.lo
+        i = torch.clamp((t / self.h).floor().long(), 0, self.coefs[0].shape[1] - 1)
+        dx = t - i * self.h
+        vals = []
+        for c in self.coefs:
+            vals.append(((c[0, i] * dx + c[1, i]) * dx + c[2, i]) * dx + c[3, i])
+        e2, slope = vals
+        if not inside.all():
+            out = (~inside).nonzero().squeeze(-1)
+            e2x, sx, _ = _moments_q(self.a, q[out])
+            e2, slope = e2.clone(), slope.clone()
+            e2[out], slope[out] = e2x, sx
+        return e2, slope, slope
+
+
+# Grids larger than this are solved on a shared table of Gaussian moments.
+_TABLE_MIN_POINTS = 512
+
+
+def _solve_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float = 1e-13) -> Tensor:
+    """Fixed point of the length map reached from q0 (see :func:`q_star`)."""
+    if sw.numel() < _TABLE_MIN_POINTS:
+        return _newton_q_star(a, sw, sb, q0, tol, lambda q: _moments_q(a, q))
+    q_lo = float(torch.clamp((sb**2).min(), min=1e-6)) if (sb > 0).all() else 1e-6
+    q_lo = min(q_lo, float(q0.min()), 1e-6)
+    q_hi = max(float(q0.max()), float((sw**2).max()) * 10 + float((sb**2).max()) + 10, 10.0)
+    table = _MomentTable(a, q_lo, min(q_hi, 1e4), sw.device)
+    approx = _newton_q_star(a, sw, sb, q0, 1e-11, table)
+    # one exact Newton step polishes the interpolated root to full accuracy
+    fin = torch.isfinite(approx) & (approx > 0)
+    if fin.any():
+        idx = fin.reshape(-1).nonzero().squeeze(-1)
+        qf = approx.reshape(-1)[idx]
+        w2, b2 = (sw**2).reshape(-1)[idx], (sb**2).reshape(-1)[idx]
+        e2, slope, _ = _moments_q(a, qf)
+        dg = w2 * slope - 1
+        step = (w2 * e2 + b2 - qf) / torch.where(dg != 0, dg, torch.full_like(dg, -1.0))
+        polished = torch.where(step.abs() < 1e-6 * qf, qf - step, qf)
+        approx = approx.clone().reshape(-1)
+        approx[idx] = polished
+        approx = approx.reshape(sw.shape)
+    return approx
+
+
+def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float, moments) -> Tensor:
+    """Safeguarded Newton on g(q) = V(q) - q from q0, staying on the side the
+    length-map iteration approaches from (V is increasing, so the iteration is
+    monotone and converges to the first fixed point in the direction of g(q0))."""
+    shape = sw.shape
+    sw2, sb2 = (sw**2).reshape(-1), (sb**2).reshape(-1)
+    q = q0.expand(shape).reshape(-1).clone()
+    scale0 = q.clone()
+    out = torch.full_like(q, float("nan"))
+    direction = None
+    lo = q.clone()
+    hi = None
+    active = torch.arange(q.numel(), device=q.device)
+    for _ in range(_MAX_ITER):
+        if active.numel() == 0:
+            break
+        qa, w2, b2 = q[active], sw2[active], sb2[active]
+        e2, slope, _ = moments(qa)
+        g = w2 * e2 + b2 - qa
+        dg = w2 * slope - 1
+        if direction is None:
+            direction = torch.sign(g)
+            hi = torch.where(direction > 0, torch.full_like(q, math.inf), torch.zeros_like(q))
+        d = direction[active]
+        done = g.abs() <= tol * torch.clamp(qa, min=1e-300)
+        done |= d == 0
+        gone_zero = (d < 0) & (qa <= 1e-12 * scale0[active])
+        gone_inf = (d > 0) & (qa >= _Q_INF * scale0[active])
+        before = g * d > 0
+        lo_a = torch.where(before, qa, lo[active])
+        hi_a = torch.where(~before & ~done, qa, hi[active])
+        newton = qa - g / torch.where(dg != 0, dg, torch.full_like(dg, -1.0))
+        # Inside the bracket (lo, hi) in the direction of travel?
+        inside = ((newton - lo_a) * d > 0) & ((hi_a - newton) * d > 0)
+        finite_hi = torch.isfinite(hi_a)
+        fallback = torch.where(
+            finite_hi,
+            0.5 * (lo_a + hi_a),
+            # no bracket yet: take at least the plain iteration, doubled when climbing
+            torch.where(d > 0, torch.maximum(w2 * e2 + b2, 2 * qa), w2 * e2 + b2),
+        )
+        # A plain iteration from the 'before' side is always safe; prefer Newton.
+        new_q = torch.where(inside, newton, fallback)
+        new_q = torch.clamp(new_q, min=0.0)
+        out_idx = active[done]
+        out[out_idx] = qa[done]
+        out[active[gone_zero & ~done]] = 0.0
+        out[active[gone_inf & ~done]] = math.inf
+        keep = ~(done | gone_zero | gone_inf)
+        lo[active] = lo_a
+        hi[active] = hi_a
+        q[active] = torch.where(keep, new_q, qa)
+        active = active[keep]
+    if active.numel():
+        out[active] = q[active]  # not converged within _MAX_ITER: best iterate
+    return out.reshape(shape)
+
+
+def q_star(act: ActLike, sigma_w: Param, sigma_b: Param, q0: Param = 1.0):
+    r"""Fixed point :math:`q^* = \mathcal V(q^*)` reached by iterating the length map from ``q0``
+    (Poole et al. 2016).
+
+    Solved by safeguarded Newton iterations that stay on the side from which
+    the (monotone) iteration approaches, so the root found is the one the
+    network actually converges to.  Returns ``inf`` when :math:`q^l` diverges
+    (e.g. relu with :math:`\sigma_w^2 > 2`) and 0 when it decays to zero
+    (e.g. tanh with :math:`\sigma_b = 0,\ \sigma_w \le 1`).
+
+    Raises
+    ------
+    ValueError
+        For negative sigmas, ``q0 <= 0`` or an unknown activation.
+    """
+    a = _acts.get(act)
+    p, scalar = _params(sigma_w=sigma_w, sigma_b=sigma_b, q0=q0)
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    if (p["q0"] <= 0).any() or not torch.isfinite(p["q0"]).all():
+        raise ValueError("q0 must be finite and > 0")
+    return _out(_solve_q_star(a, p["sigma_w"], p["sigma_b"], p["q0"]), scalar)
+
+
+def chi_1(act: ActLike, sigma_w: Param, sigma_b: Param, q: Optional[Param] = None):
+    r""":math:`\chi_1 = \sigma_w^2\,\mathbb E\,\phi'(\sqrt{q^*} z)^2`, the slope of the correlation map at
+    :math:`c = 1` (Poole et al. 2016, eq. 7; Schoenholz et al. 2017).  :math:`\chi_1 < 1`: ordered phase,
+    :math:`\chi_1 > 1`: chaotic phase, :math:`\chi_1 = 1`: edge of chaos.  It is also the mean squared
+    singular value of one layer's Jacobian, so :math:`\chi_1^L` is that of an L-layer net.
+
+    ``q`` defaults to :func:`q_star`; ``nan`` where :math:`q^*` is infinite.
+
+    Raises
+    ------
+    ValueError
+        For negative sigmas or ``q < 0``.
+    """
+    a = _acts.get(act)
+    if q is None:
+        p, scalar = _params(sigma_w=sigma_w, sigma_b=sigma_b)
+        _check_sigma(p["sigma_w"], p["sigma_b"])
+        qv = _solve_q_star(a, p["sigma_w"], p["sigma_b"], torch.ones_like(p["sigma_w"]))
+    else:
+        p, scalar = _params(sigma_w=sigma_w, sigma_b=sigma_b, q=q)
+        _check_sigma(p["sigma_w"], p["sigma_b"])
+        _check_q(p["q"])
+        qv = p["q"]
+    finite = torch.isfinite(qv)
+    ed2 = expect(lambda u: a.deriv(u) ** 2, torch.where(finite, qv, 1.0), breakpoints=a.breakpoints)
+    res = torch.where(finite, p["sigma_w"] ** 2 * ed2, torch.full_like(ed2, float("nan")))
+    return _out(res, scalar)
+
+
+def covariance_map(act: ActLike, q1: Param, q2: Param, q12: Param, sigma_w: Param, sigma_b: Param):
+    r"""One layer of the two-input kernel recursion (Poole et al. 2016, eq. 5):
+
+    .. math::
+
+        q_{ab}^{l+1} = \sigma_w^2\,\mathbb E\,\phi(u_a)\phi(u_b) + \sigma_b^2,\qquad
+        (u_a, u_b) \sim \mathcal N(0, [\begin{smallmatrix} q_{1} & q_{12}\\ q_{12} & q_2\end{smallmatrix}]).
+
+    Returns ``(q1', q2', q12')``.  Used for inputs of unequal length (real data).
+
+    Raises
+    ------
+    ValueError
+        For negative variances, a covariance violating Cauchy-Schwarz, or negative sigmas.
+    """
+    a = _acts.get(act)
+    p, scalar = _params(q1=q1, q2=q2, q12=q12, sigma_w=sigma_w, sigma_b=sigma_b)
+    _check_q(p["q1"], "q1")
+    _check_q(p["q2"], "q2")
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    if (p["q12"].abs() > torch.sqrt(p["q1"] * p["q2"]) * (1 + 1e-12)).any():
+        raise ValueError("q12 must satisfy |q12| <= sqrt(q1 * q2)")
+    w2, b2 = p["sigma_w"] ** 2, p["sigma_b"] ** 2
+    k12 = _kernel(a, p["q1"], p["q2"], p["q12"])
+    n1 = w2 * expect(lambda u: a.fn(u) ** 2, p["q1"], breakpoints=a.breakpoints) + b2
+    n2 = w2 * expect(lambda u: a.fn(u) ** 2, p["q2"], breakpoints=a.breakpoints) + b2
+    res = (n1, n2, w2 * k12 + b2)
+    return tuple(_out(r, scalar) for r in res)
+
+
+def _kernel(a: Activation, q1: Tensor, q2: Tensor, q12: Tensor) -> Tensor:
+    if a.kernel is not None:
+        return a.kernel(q1, q2, q12)
+    return expect2(
+        lambda u1, u2: a.fn(u1) * a.fn(u2), q1, q2, q12, breakpoints1=a.breakpoints, breakpoints2=a.breakpoints
+    )
+
+
+def _c_map_and_slope(a: Activation, c: Tensor, q: Tensor, w2: Tensor, b2: Tensor) -> Tuple[Tensor, Tensor]:
+    cov = c * q
+    num, dd = expect2(
+        lambda u1, u2: (a.fn(u1) * a.fn(u2), a.deriv(u1) * a.deriv(u2)),
+        q,
+        q,
+        cov,
+        breakpoints1=a.breakpoints,
+        breakpoints2=a.breakpoints,
+    )
+    if a.kernel is not None:
+        num = a.kernel(q, q, cov)
+    vq = w2 * expect(lambda u: a.fn(u) ** 2, q, breakpoints=a.breakpoints) + b2
+    # d/dc of E[phi(u1)phi(u2)] at fixed q is q E[phi'(u1)phi'(u2)] (Price's theorem).
+    return (w2 * num + b2) / vq, w2 * q * dd / vq
+
+
+def c_map(act: ActLike, c: Param, q: Optional[Param], sigma_w: Param, sigma_b: Param):
+    r"""Correlation map :math:`\mathcal C(c) = (\sigma_w^2\,\mathbb E\,\phi(u_1)\phi(u_2) + \sigma_b^2)/\mathcal V(q)`
+    for two inputs of equal length ``q`` and correlation ``c`` (Poole et al. 2016, eq. 6).
+    ``q=None`` uses :func:`q_star` (Poole's :math:`\mathcal C` at the fixed point); ``nan`` where
+    :math:`q^*` is infinite.
+
+    Raises
+    ------
+    ValueError
+        For ``|c| > 1``, ``q < 0`` or negative sigmas.
+    """
+    a = _acts.get(act)
+    if q is None:
+        p, scalar = _params(c=c, sigma_w=sigma_w, sigma_b=sigma_b)
+        _check_sigma(p["sigma_w"], p["sigma_b"])
+        qv = _solve_q_star(a, p["sigma_w"], p["sigma_b"], torch.ones_like(p["c"]))
+    else:
+        p, scalar = _params(c=c, q=q, sigma_w=sigma_w, sigma_b=sigma_b)
+        _check_q(p["q"])
+        _check_sigma(p["sigma_w"], p["sigma_b"])
+        qv = p["q"]
+    _check_c(p["c"])
+    fin = torch.isfinite(qv)
+    res, _ = _c_map_and_slope(a, p["c"], torch.where(fin, qv, 1.0), p["sigma_w"] ** 2, p["sigma_b"] ** 2)
+    return _out(torch.where(fin, res, torch.full_like(res, float("nan"))), scalar)
+
+
+def c_map_slope(act: ActLike, c: Param, q: Optional[Param], sigma_w: Param, sigma_b: Param):
+    r"""Slope :math:`\mathcal C'(c) = \sigma_w^2 q\,\mathbb E[\phi'(u_1)\phi'(u_2)]/\mathcal V(q)`
+    (Price's theorem); at :math:`c=1,\ q=q^*` it equals :math:`\chi_1`.
+
+    Raises
+    ------
+    ValueError
+        For ``|c| > 1``, ``q < 0`` or negative sigmas.
+    """
+    a = _acts.get(act)
+    if q is None:
+        p, scalar = _params(c=c, sigma_w=sigma_w, sigma_b=sigma_b)
+        _check_sigma(p["sigma_w"], p["sigma_b"])
+        qv = _solve_q_star(a, p["sigma_w"], p["sigma_b"], torch.ones_like(p["c"]))
+    else:
+        p, scalar = _params(c=c, q=q, sigma_w=sigma_w, sigma_b=sigma_b)
+        _check_q(p["q"])
+        _check_sigma(p["sigma_w"], p["sigma_b"])
+        qv = p["q"]
+    _check_c(p["c"])
+    fin = torch.isfinite(qv)
+    _, slope = _c_map_and_slope(a, p["c"], torch.where(fin, qv, 1.0), p["sigma_w"] ** 2, p["sigma_b"] ** 2)
+    return _out(torch.where(fin, slope, torch.full_like(slope, float("nan"))), scalar)
+
+
+def _solve_c_star(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, chi: Tensor) -> Tensor:
+    shape = sw.shape
+    w2, b2, q, chi = (sw**2).reshape(-1), (sb**2).reshape(-1), qs.reshape(-1), chi.reshape(-1)
+    out = torch.ones_like(q)
+    out[~torch.isfinite(q)] = float("nan")
+    # Ordered phase or EOC: c = 1 is the stable fixed point.
+    active = torch.nonzero(torch.isfinite(q) & (chi > 1 + 1e-12)).squeeze(-1)
+    if active.numel() == 0:
+        return out.reshape(shape)
+    lo = torch.zeros(active.numel(), dtype=q.dtype, device=q.device)
+    hi = torch.full_like(lo, 1.0)
+    c = lo.clone()
+    idx = active
+    for _ in range(_MAX_ITER):
+        if idx.numel() == 0:
+            break
+        sel = torch.searchsorted(active, idx)
+        cm, slope = _c_map_and_slope(a, c[sel], q[idx], w2[idx], b2[idx])
+        g = cm - c[sel]
+        done = g.abs() <= 1e-13
+        lo_s = torch.where(g > 0, c[sel], lo[sel])
+        hi_s = torch.where(g < 0, c[sel], hi[sel])
+        newton = c[sel] - g / torch.where(slope - 1 != 0, slope - 1, torch.full_like(slope, -1.0))
+        inside = (newton > lo_s) & (newton < hi_s)
+        newc = torch.where(inside, newton, 0.5 * (lo_s + hi_s))
+        done |= (hi_s - lo_s) < 1e-14
+        out[idx[done]] = c[sel][done]
+        lo[sel], hi[sel] = lo_s, hi_s
+        c[sel] = torch.where(done, c[sel], newc)
+        idx = idx[~done]
+    if idx.numel():
+        out[idx] = c[torch.searchsorted(active, idx)]
+    return out.reshape(shape)
+
+
+def c_star(act: ActLike, sigma_w: Param, sigma_b: Param):
+    r"""Stable fixed point :math:`c^*` of the correlation map at :math:`q^*` (Poole et al. 2016).
+
+    In the ordered phase (:math:`\chi_1 \le 1`) :math:`c^* = 1`: all inputs become
+    aligned.  In the chaotic phase :math:`c^* < 1` is found by safeguarded Newton
+    from :math:`c = 0` (where :math:`\mathcal C(0) \ge 0`).  ``nan`` where
+    :math:`q^*` is infinite.
+
+    Raises
+    ------
+    ValueError
+        For negative sigmas or an unknown activation.
+    """
+    a = _acts.get(act)
+    p, scalar = _params(sigma_w=sigma_w, sigma_b=sigma_b)
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    qs = _solve_q_star(a, p["sigma_w"], p["sigma_b"], torch.ones_like(p["sigma_w"]))
+    chi = chi_1(a, p["sigma_w"], p["sigma_b"], q=torch.where(torch.isfinite(qs), qs, 1.0))
+    return _out(_solve_c_star(a, p["sigma_w"], p["sigma_b"], qs, chi), scalar)
+
+
+def chi_c(act: ActLike, sigma_w: Param, sigma_b: Param):
+    r""":math:`\chi_c = \mathcal C'(c^*) = \sigma_w^2\,\mathbb E[\phi'(u_1)\phi'(u_2)]` at the fixed point
+    :math:`(q^*, c^*)` (Schoenholz et al. 2017, eq. 9); equals :math:`\chi_1` when :math:`c^* = 1`.
+
+    Raises
+    ------
+    ValueError
+        For negative sigmas.
+    """
+    a = _acts.get(act)
+    p, scalar = _params(sigma_w=sigma_w, sigma_b=sigma_b)
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    sw, sb = p["sigma_w"], p["sigma_b"]
+    qs = _solve_q_star(a, sw, sb, torch.ones_like(sw))
+    fin = torch.isfinite(qs)
+    chi = chi_1(a, sw, sb, q=torch.where(fin, qs, 1.0))
+    cs = _solve_c_star(a, sw, sb, qs, chi)
+    return _out(_chi_c_at(a, sw, sb, qs, cs, chi), scalar)
+
+
+def _chi_c_at(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, cs: Tensor, chi: Tensor) -> Tensor:
+    fin = torch.isfinite(qs)
+    res = chi.clone()
+    inner = (fin & (cs < 1)).nonzero(as_tuple=True)
+    if inner[0].numel():
+        _, slope = _c_map_and_slope(a, cs[inner], qs[inner], sw[inner] ** 2, sb[inner] ** 2)
+        res[inner] = slope
+    return torch.where(fin, res, torch.full_like(res, float("nan")))
+
+
+def _depth_scale(rate: Tensor) -> Tensor:
+    # xi = -1 / log(rate), inf at rate = 1, nan for rate <= 0 or nan
+    with torch.no_grad():
+        lg = torch.log(rate)
+        xi = torch.where(lg != 0, -1.0 / lg, torch.full_like(lg, math.inf))
+        return torch.where(rate > 0, xi.abs(), torch.full_like(xi, float("nan")))
+
+
+def xi_q(act: ActLike, sigma_w: Param, sigma_b: Param):
+    r"""Depth scale of the length: :math:`\xi_q^{-1} = -\log\big(\chi_1 + \sigma_w^2\,\mathbb E\,\phi''\phi(\sqrt{q^*}z)\big)
+    = -\log \mathcal V'(q^*)`, so that :math:`|q^l - q^*| \sim e^{-l/\xi_q}`
+    (Schoenholz et al. 2017, eq. 5; the second form by Stein's lemma, no :math:`\phi''` needed).
+
+    Raises
+    ------
+    ValueError
+        For negative sigmas.
+    """
+    a = _acts.get(act)
+    p, scalar = _params(sigma_w=sigma_w, sigma_b=sigma_b)
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    qs = _solve_q_star(a, p["sigma_w"], p["sigma_b"], torch.ones_like(p["sigma_w"]))
+    fin = torch.isfinite(qs) & (qs > 0)
+    _, slope, ed2 = _moments_q(a, torch.where(fin, qs, 1.0))
+    # at q* = 0 the slope is chi_1 = sigma_w^2 phi'(0)^2 (+ sigma_w^2 phi(0) phi''(0), 0 for odd phi)
+    rate = torch.where(fin, p["sigma_w"] ** 2 * slope, p["sigma_w"] ** 2 * ed2)
+    rate = torch.where(torch.isfinite(qs), rate, torch.full_like(rate, float("nan")))
+    if not (qs == 0).any():
+        pass
+    else:
+        d0 = a.deriv(torch.zeros((), dtype=torch.float64, device=qs.device)) ** 2
+        rate = torch.where(qs == 0, p["sigma_w"] ** 2 * d0, rate)
+    return _out(_depth_scale(rate), scalar)
+
+
+def xi_c(act: ActLike, sigma_w: Param, sigma_b: Param):
+    r"""Depth scale of correlations :math:`\xi_c = -1/\log\chi_c` (Schoenholz et al. 2017, eq. 9):
+    :math:`|c^l - c^*| \sim e^{-l/\xi_c}`.  Diverges at the edge of chaos (:math:`\chi_1 = 1`);
+    Schoenholz et al. find networks trainable when their depth is below about :math:`6\xi_c`.
+
+    Raises
+    ------
+    ValueError
+        For negative sigmas.
+    """
+    rate = chi_c(act, sigma_w, sigma_b)
+    if isinstance(rate, float):
+        return float(_depth_scale(torch.tensor(rate, dtype=torch.float64)))
+    return _depth_scale(rate)
+
+
+def _eoc_solve(a: Activation, sb: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""Solve sigma_b^2 = q - E phi^2(q) / E phi'^2(q) for q (bisection in log q)."""
+    target = (sb**2).reshape(-1)
+
+    def h(q):
+        e2, _, ed2 = _moments_q(a, q)
+        return q - e2 / ed2
+
+    lo = torch.full_like(target, 1e-10)
+    hi = torch.full_like(target, 1.0)
+    # expand hi until h(hi) >= target, up to q* = 1e4 (beyond, report no EOC)
+    for _ in range(4):
+        bad = h(hi) < target
+        if not bad.any():
+            break
+        hi = torch.where(bad, hi * 10.0, hi)
+    ok = h(hi) >= target
+    h_lo = h(lo)
+    zero = h_lo >= target  # EOC reached as q -> 0 (e.g. sigma_b = 0 for tanh)
+    llo, lhi = torch.log(lo), torch.log(hi)
+    for _ in range(60):
+        mid = 0.5 * (llo + lhi)
+        up = h(torch.exp(mid)) < target
+        llo = torch.where(up, mid, llo)
+        lhi = torch.where(up, lhi, mid)
+    q = torch.exp(0.5 * (llo + lhi))
+    # where the EOC sits at q* -> 0, evaluate E phi'^2 at a tiny q (its limit; phi'(0)
+    # itself may be a one-sided convention, e.g. relu'(0) = 0) and report q* = 0
+    _, _, ed2 = _moments_q(a, torch.where(zero, lo, q))
+    q = torch.where(zero, torch.zeros_like(q), q)
+    sw = 1.0 / torch.sqrt(ed2)
+    nan = torch.full_like(sw, float("nan"))
+    return torch.where(ok, sw, nan).reshape(sb.shape), torch.where(ok, q, nan).reshape(sb.shape)
+
+
+def eoc_sigma_w(act: ActLike, sigma_b: Param):
+    r""":math:`\sigma_w` on the edge of chaos :math:`\chi_1 = 1` at a given :math:`\sigma_b`.
+
+    On the EOC the fixed point :math:`q^*` and :math:`\sigma_w` satisfy
+    :math:`\sigma_w^2 = 1/\mathbb E\,\phi'(\sqrt{q^*}z)^2` and
+    :math:`\sigma_b^2 = q^* - \mathbb E\,\phi(\sqrt{q^*}z)^2/\mathbb E\,\phi'(\sqrt{q^*}z)^2`; the curve is
+    parametrised by :math:`q^*` (as in Pennington et al. 2018, Fig. 1) and the second equation is solved for
+    :math:`q^*` by bisection in :math:`\log q^*`.  ``nan`` where no EOC exists at that :math:`\sigma_b`:
+    for relu the right-hand side is identically 0, so the only EOC point is :math:`(\sqrt 2, 0)`.
+
+    Raises
+    ------
+    ValueError
+        For a negative ``sigma_b`` or an unknown activation.
+    """
+    return eoc_curve(act, sigma_b)[0]
+
+
+def eoc_curve(act: ActLike, sigma_b: Param):
+    r"""The EOC as pairs ``(sigma_w, q_star)`` at the given :math:`\sigma_b` (see :func:`eoc_sigma_w`).
+
+    Raises
+    ------
+    ValueError
+        For a negative ``sigma_b``.
+    """
+    a = _acts.get(act)
+    p, scalar = _params(sigma_b=sigma_b)
+    sb = p["sigma_b"]
+    if not torch.isfinite(sb).all() or (sb < 0).any():
+        raise ValueError("sigma_b must be finite and >= 0 (a standard deviation)")
+    sw, q = _eoc_solve(a, sb)
+    return _out(sw, scalar), _out(q, scalar)
+
+
+def iterate_q(act: ActLike, q0: Param, sigma_w: Param, sigma_b: Param, depth: int) -> Tensor:
+    r"""Length trajectory :math:`q^0, q^1 = \mathcal V(q^0), \dots, q^L` (shape ``(depth+1, *broadcast)``).
+
+    Raises
+    ------
+    ValueError
+        For ``depth < 0``, ``q0 < 0`` or negative sigmas.
+    """
+    if int(depth) != depth or depth < 0:
+        raise ValueError(f"depth must be an integer >= 0; got {depth!r}")
+    a = _acts.get(act)
+    p, _ = _params(q0=q0, sigma_w=sigma_w, sigma_b=sigma_b)
+    _check_q(p["q0"], "q0")
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    w2, b2 = p["sigma_w"] ** 2, p["sigma_b"] ** 2
+    qs = [p["q0"]]
+    for _ in range(int(depth)):
+        qs.append(w2 * expect(lambda u: a.fn(u) ** 2, qs[-1], breakpoints=a.breakpoints) + b2)
+    return torch.stack(qs)
+
+
+def iterate_c(act: ActLike, c0: Param, q0: Param, sigma_w: Param, sigma_b: Param, depth: int) -> Tuple[Tensor, Tensor]:
+    r"""Joint trajectory of length and correlation of two inputs of equal length ``q0`` and
+    correlation ``c0``: :math:`c^{l+1} = \mathcal C(c^l; q^l)`, :math:`q^{l+1} = \mathcal V(q^l)`.
+    Returns ``(c, q)``, each of shape ``(depth+1, *broadcast)``.
+
+    Raises
+    ------
+    ValueError
+        For ``depth < 0``, ``|c0| > 1``, ``q0 < 0`` or negative sigmas.
+    """
+    if int(depth) != depth or depth < 0:
+        raise ValueError(f"depth must be an integer >= 0; got {depth!r}")
+    a = _acts.get(act)
+    p, _ = _params(c0=c0, q0=q0, sigma_w=sigma_w, sigma_b=sigma_b)
+    _check_c(p["c0"])
+    _check_q(p["q0"], "q0")
+    _check_sigma(p["sigma_w"], p["sigma_b"])
+    w2, b2 = p["sigma_w"] ** 2, p["sigma_b"] ** 2
+    cs, qs = [p["c0"]], [p["q0"]]
+    for _ in range(int(depth)):
+        cn, _ = _c_map_and_slope(a, cs[-1], qs[-1], w2, b2)
+        cs.append(torch.clamp(cn, -1.0, 1.0))
+        qs.append(w2 * expect(lambda u: a.fn(u) ** 2, qs[-1], breakpoints=a.breakpoints) + b2)
+    return torch.stack(cs), torch.stack(qs)
+
+
+@dataclass(frozen=True)
+class PhaseDiagram:
+    """Mean-field quantities on a :math:`(\\sigma_w, \\sigma_b)` grid; arrays have shape
+    ``(len(sigma_w), len(sigma_b))`` (``indexing="ij"``)."""
+
+    activation: str
+    sigma_w: Tensor
+    sigma_b: Tensor
+    q_star: Tensor
+    chi_1: Tensor
+    c_star: Optional[Tensor] = None
+    xi_c: Optional[Tensor] = None
+
+
+def phase_diagram(act: ActLike, sigma_w: Param, sigma_b: Param, *, correlations: bool = False) -> PhaseDiagram:
+    r"""Order/chaos phase diagram: :math:`q^*` and :math:`\chi_1` on the grid
+    ``sigma_w x sigma_b`` (Poole et al. 2016, Figs. 1-2; Schoenholz et al. 2017, Fig. 1), plus
+    :math:`c^*` and :math:`\xi_c` when ``correlations`` (bivariate integrals, slower).
+
+    Raises
+    ------
+    ValueError
+        For negative or non-1-D grids.
+    """
+    a = _acts.get(act)
+    sw = torch.as_tensor(np.asarray(sigma_w, dtype=np.float64)) if not isinstance(sigma_w, Tensor) else sigma_w.double()
+    sb = torch.as_tensor(np.asarray(sigma_b, dtype=np.float64)) if not isinstance(sigma_b, Tensor) else sigma_b.double()
+    if sw.dim() != 1 or sb.dim() != 1:
+        raise ValueError("sigma_w and sigma_b must be 1-D grids")
+    SW, SB = torch.meshgrid(sw, sb.to(sw.device), indexing="ij")
+    _check_sigma(SW, SB)
+    qs = _solve_q_star(a, SW, SB, torch.ones_like(SW))
+    chi = chi_1(a, SW, SB, q=torch.where(torch.isfinite(qs), qs, 1.0))
+    chi = torch.where(torch.isfinite(qs), chi, torch.full_like(chi, float("nan")))
+    cs = xc = None
+    if correlations:
+        cs = _solve_c_star(a, SW, SB, qs, chi)
+        xc = _depth_scale(_chi_c_at(a, SW, SB, qs, cs, chi))
+    return PhaseDiagram(a.name, sw, sb, qs, chi, cs, xc)

@@ -1,0 +1,184 @@
+"""Mean-field maps against an independent scipy implementation and known closed forms."""
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, optimize
+
+from sigprop import activations
+from sigprop import meanfield as mf
+
+NP_ACTS = {
+    "tanh": (np.tanh, lambda x: 1 - np.tanh(x) ** 2),
+    "erf": (lambda x: __import__("scipy.special").special.erf(x), lambda x: 2 / math.sqrt(math.pi) * np.exp(-x * x)),
+}
+
+
+def ref_gauss(f, q):
+    g = lambda z: f(math.sqrt(q) * z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+    return sum(integrate.quad(g, a, b, epsabs=0, epsrel=1e-13, limit=400)[0] for a, b in [(-14, 0), (0, 14)])
+
+
+def ref_q_star(name, sw, sb):
+    phi, _ = NP_ACTS[name]
+    q = 1.0
+    for _ in range(5000):
+        qn = sw**2 * ref_gauss(lambda x: phi(x) ** 2, q) + sb**2
+        if abs(qn - q) < 1e-14:
+            break
+        q = qn
+    return qn
+
+
+def ref_chi(name, sw, sb):
+    _, dphi = NP_ACTS[name]
+    return sw**2 * ref_gauss(lambda x: dphi(x) ** 2, ref_q_star(name, sw, sb))
+
+
+@pytest.mark.parametrize("name", ["tanh", "erf"])
+@pytest.mark.parametrize("sw,sb", [(1.5, 0.3), (2.5, 0.3), (1.2, 0.05), (3.0, 1.0), (0.8, 0.5)])
+def test_q_star_and_chi_1_match_independent_quad_iteration(name, sw, sb):
+    assert mf.q_star(name, sw, sb) == pytest.approx(ref_q_star(name, sw, sb), rel=1e-9)
+    assert mf.chi_1(name, sw, sb) == pytest.approx(ref_chi(name, sw, sb), rel=1e-9)
+
+
+def test_q_star_is_a_fixed_point_of_q_map():
+    for name in activations.available():
+        sw, sb = 1.3, 0.4
+        if name in ("relu", "leaky_relu", "linear", "abs", "selu"):
+            sw = 1.0
+        qs = mf.q_star(name, sw, sb)
+        assert mf.q_map(name, qs, sw, sb) == pytest.approx(qs, rel=1e-10), name
+
+
+def test_relu_closed_forms():
+    # V(q) = sigma_w^2 q / 2 + sigma_b^2, chi_1 = sigma_w^2 / 2 (Cho & Saul kernel)
+    assert mf.q_map("relu", 3.0, 1.2, 0.5) == pytest.approx(1.44 * 1.5 + 0.25, rel=1e-13)
+    assert mf.q_star("relu", 1.0, 0.5) == pytest.approx(0.25 / 0.5, rel=1e-10)
+    assert mf.chi_1("relu", 1.0, 0.5) == pytest.approx(0.5, rel=1e-12)
+    assert mf.q_star("relu", math.sqrt(2), 0.0) == pytest.approx(1.0)
+    assert math.isinf(mf.q_star("relu", 1.5, 0.0))
+    assert math.isnan(mf.chi_1("relu", 1.5, 0.1))
+    # c-map of relu at sigma_b = 0: (sqrt(1-c^2) + (pi - arccos c) c) / pi
+    c = torch.tensor([-0.5, 0.0, 0.4, 0.9], dtype=torch.float64)
+    ref = (torch.sqrt(1 - c**2) + (math.pi - torch.arccos(c)) * c) / math.pi
+    assert torch.allclose(mf.c_map("relu", c, 1.0, math.sqrt(2), 0.0), ref, atol=1e-12)
+
+
+def test_c_map_fixes_one_at_q_star_and_slope_is_chi_1():
+    for name, sw, sb in [("tanh", 1.5, 0.3), ("erf", 2.0, 0.1), ("sigmoid", 4.0, 0.5), ("gelu", 1.3, 0.2)]:
+        assert mf.c_map(name, 1.0, None, sw, sb) == pytest.approx(1.0, abs=1e-9), name
+        assert mf.c_map_slope(name, 1.0, None, sw, sb) == pytest.approx(mf.chi_1(name, sw, sb), rel=1e-7), name
+
+
+def test_c_map_against_dblquad_tanh():
+    sw, sb, q, c = 1.7, 0.3, 0.8, 0.35
+    s = math.sqrt(1 - c * c)
+    f = lambda z2, z1: math.tanh(math.sqrt(q) * z1) * math.tanh(math.sqrt(q) * (c * z1 + s * z2)) * math.exp(
+        -(z1 * z1 + z2 * z2) / 2
+    ) / (2 * math.pi)
+    k = integrate.dblquad(f, -10, 10, -10, 10, epsabs=1e-13, epsrel=1e-12)[0]
+    v = sw**2 * ref_gauss(lambda x: math.tanh(x) ** 2, q) + sb**2
+    assert mf.c_map("tanh", c, q, sw, sb) == pytest.approx((sw**2 * k + sb**2) / v, abs=1e-9)
+
+
+def test_c_map_is_nan_where_q_star_diverges():
+    assert math.isnan(mf.c_map("gelu", 0.5, None, 1.6, 0.2))
+
+
+def test_c_star_ordered_and_chaotic():
+    assert mf.c_star("tanh", 1.0, 0.3) == 1.0  # ordered phase
+    cs = mf.c_star("tanh", 2.5, 0.3)  # chaotic phase: a fixed point below 1
+    assert 0 < cs < 1
+    assert mf.c_map("tanh", cs, None, 2.5, 0.3) == pytest.approx(cs, abs=1e-10)
+    assert mf.c_star("tanh", 2.5, 0.0) == pytest.approx(0.0, abs=1e-12)  # odd phi, no bias
+
+
+def test_eoc_sigma_w_gives_chi_1_equal_one():
+    sb = torch.tensor([0.05, 0.3, 1.0], dtype=torch.float64)
+    sw = mf.eoc_sigma_w("tanh", sb)
+    chi = mf.chi_1("tanh", sw, sb)
+    assert torch.allclose(chi, torch.ones_like(chi), atol=1e-8)
+    # independent bracketed root of chi_1(sigma_w) = 1 at sigma_b = 0.3
+    root = optimize.brentq(lambda w: ref_chi("tanh", w, 0.3) - 1, 1.0, 2.0, xtol=1e-12)
+    assert float(sw[1]) == pytest.approx(root, rel=1e-8)
+    # sigma_b = 0: sigma_w = 1 / phi'(0)
+    assert mf.eoc_sigma_w("tanh", 0.0) == pytest.approx(1.0, rel=1e-6)
+    assert mf.eoc_sigma_w("erf", 0.0) == pytest.approx(math.sqrt(math.pi) / 2, rel=1e-6)
+
+
+def test_relu_has_only_the_eoc_point_at_zero_bias():
+    assert mf.eoc_sigma_w("relu", 0.0) == pytest.approx(math.sqrt(2), rel=1e-10)
+    assert math.isnan(mf.eoc_sigma_w("relu", 0.1))
+
+
+def test_depth_scales():
+    # xi_c = -1/log(chi_1) in the ordered phase; diverges at the EOC
+    sw, sb = 1.1, 0.3
+    assert mf.xi_c("tanh", sw, sb) == pytest.approx(-1 / math.log(mf.chi_1("tanh", sw, sb)), rel=1e-10)
+    sw_eoc = mf.eoc_sigma_w("tanh", 0.3)
+    assert mf.xi_c("tanh", sw_eoc, 0.3) > 1e5
+    # xi_q = -1/log V'(q*), with V' checked by a finite difference of the q-map
+    qs = mf.q_star("tanh", 1.5, 0.3)
+    h = 1e-5
+    slope_fd = (mf.q_map("tanh", qs + h, 1.5, 0.3) - mf.q_map("tanh", qs - h, 1.5, 0.3)) / (2 * h)
+    assert mf.xi_q("tanh", 1.5, 0.3) == pytest.approx(-1 / math.log(slope_fd), rel=1e-6)
+
+
+def test_iterate_q_and_c_converge_to_fixed_points():
+    q = mf.iterate_q("tanh", torch.tensor([0.1, 5.0]), 1.5, 0.3, 60)
+    assert q.shape == (61, 2)
+    assert torch.allclose(q[-1], torch.full((2,), mf.q_star("tanh", 1.5, 0.3), dtype=torch.float64), rtol=1e-8)
+    c, qc = mf.iterate_c("tanh", 0.2, 1.0, 2.5, 0.3, 100)
+    assert float(c[-1]) == pytest.approx(mf.c_star("tanh", 2.5, 0.3), abs=1e-6)
+
+
+def test_phase_diagram_200x200_tanh_under_2_seconds_and_consistent():
+    sw = torch.linspace(0.5, 4.0, 200, dtype=torch.float64)
+    sb = torch.linspace(0.0, 4.0, 200, dtype=torch.float64)
+    mf.phase_diagram("tanh", sw[:30], sb[:30])  # warm-up (imports, caches)
+    t0 = time.perf_counter()
+    pd = mf.phase_diagram("tanh", sw, sb)
+    elapsed = time.perf_counter() - t0
+    assert pd.q_star.shape == (200, 200) and torch.isfinite(pd.chi_1).all()
+    # spot check against the small-grid (exact, no table) path
+    i, j = 123, 37
+    assert float(pd.q_star[i, j]) == pytest.approx(mf.q_star("tanh", float(sw[i]), float(sb[j])), rel=1e-10)
+    assert float(pd.chi_1[i, j]) == pytest.approx(mf.chi_1("tanh", float(sw[i]), float(sb[j])), rel=1e-10)
+    assert elapsed < 4.0, f"200x200 grid took {elapsed:.2f} s (budget 2 s on an idle 2-core CPU)"
+
+
+def test_broadcasting_returns_tensors_for_tensors_and_floats_for_scalars():
+    assert isinstance(mf.q_star("tanh", 1.5, 0.3), float)
+    out = mf.chi_1("tanh", torch.tensor([[1.0], [2.0]]), torch.tensor([0.1, 0.2, 0.3]))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: mf.q_map("tanh", -1.0, 1.0, 0.0), "q must be"),
+        (lambda: mf.q_map("tanh", 1.0, -1.0, 0.0), "sigma_w"),
+        (lambda: mf.q_star("tanh", 1.0, -0.1), "sigma_b"),
+        (lambda: mf.q_star("tanh", 1.0, 0.1, q0=0.0), "q0"),
+        (lambda: mf.c_map("tanh", 1.5, 1.0, 1.0, 0.0), "c must lie"),
+        (lambda: mf.c_map_slope("tanh", -1.2, 1.0, 1.0, 0.0), "c must lie"),
+        (lambda: mf.chi_1("nope", 1.0, 0.0), "act must be one of"),
+        (lambda: mf.chi_1("tanh", 1.0, 0.0, q=-2.0), "q must be"),
+        (lambda: mf.c_star("tanh", float("nan"), 0.0), "sigma_w"),
+        (lambda: mf.chi_c("tanh", 1.0, -1.0), "sigma_b"),
+        (lambda: mf.xi_q("tanh", -1.0, 0.0), "sigma_w"),
+        (lambda: mf.xi_c("tanh", 1.0, -1.0), "sigma_b"),
+        (lambda: mf.eoc_sigma_w("tanh", -0.1), "sigma_b"),
+        (lambda: mf.iterate_q("tanh", 1.0, 1.0, 0.0, -1), "depth"),
+        (lambda: mf.iterate_c("tanh", 2.0, 1.0, 1.0, 0.0, 3), "c must lie"),
+        (lambda: mf.covariance_map("tanh", 1.0, 1.0, 2.0, 1.0, 0.0), "q12"),
+        (lambda: mf.phase_diagram("tanh", [[1.0]], [0.0]), "1-D"),
+        (lambda: mf.q_map_slope("tanh", -1.0, 1.0), "q must be"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

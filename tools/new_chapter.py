@@ -1,0 +1,154 @@
+"""Start a new chapter from the book's template (see CONTRIBUTING.md, "Adding a chapter").
+
+    python tools/new_chapter.py ch02_mean_field "Mean-field theory: the edge of chaos"
+
+writes ``book/ch02_mean_field.md`` (MyST Markdown, jupytext-paired with ``ipynb``) and its
+twin ``book/ch02_mean_field.ipynb``. Every chapter starts with the same two cells: the Colab
+bootstrap, which installs sigprop from the repository URL of ``_config.yml`` when it is not
+importable, and a parameters cell a reader may edit. The rest of the template is the
+chapter's fixed shape, to be filled in. Add the chapter to ``_toc.yml`` yourself, then run
+``make notebooks`` to store its outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def repository_url(root: Path = ROOT) -> str:
+    """The repository URL, from ``_config.yml`` (the one place it is written)."""
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf8"))
+    return config["repository"]["url"].rstrip("/")
+
+
+def bootstrap_source(url: str) -> str:
+    """The first code cell of every chapter."""
+    return (
+        "# Colab / fresh-kernel bootstrap: installs the sigprop library when it is missing.\n"
+        "try:\n"
+        "    import sigprop\n"
+        "except ImportError:\n"
+        f'    %pip install -q "sigprop @ git+{url}#subdirectory=lib"\n'
+        "    import sigprop"
+    )
+
+
+TEMPLATE = """\
+---
+jupytext:
+  formats: ipynb,md:myst
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+({label})=
+# {title}
+
+```{{code-cell}} ipython3
+:tags: [remove-cell]
+
+{bootstrap}
+```
+
+**What you will learn.** ...
+
+**What you need first.** ...
+
+```{{code-cell}} ipython3
+:tags: [parameters]
+
+# Parameters: change them, then run the notebook again.
+import torch
+from sigprop import runtime
+
+SCALE = runtime.scale()    # small on a CPU, paper on a GPU (SIGPROP_SCALE)
+DEVICE = runtime.device()  # cuda when available, else cpu (SIGPROP_DEVICE)
+SEED = 0
+runtime.seed_everything(SEED)
+print(f"scale={{SCALE}}, device={{DEVICE}}, seed={{SEED}}")
+```
+
+## The idea
+
+...
+
+## Experiments
+
+...
+
+## Summary
+
+1. ...
+
+## Exercises
+
+```{{exercise}}
+:label: {label}-ex1
+
+...
+```
+
+```{{code-cell}} ipython3
+:tags: [raises-exception]
+
+def answer():
+    # Your code here.
+    raise NotImplementedError("exercise: fill in `answer`")
+
+answer()
+```
+
+````{{solution}} {label}-ex1
+:class: dropdown
+
+...
+````
+
+## References
+
+```{{bibliography}}
+:filter: docname in docnames
+```
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="file stem, e.g. ch02_mean_field")
+    parser.add_argument("title", help="the chapter's title")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing chapter")
+    args = parser.parse_args(argv)
+
+    if not re.fullmatch(r"ch\d\d_[a-z0-9_]+", args.name):
+        parser.error("name must look like ch02_mean_field (chNN_ then lower-case words)")
+    md = ROOT / "book" / f"{args.name}.md"
+    if md.exists() and not args.force:
+        parser.error(f"{md.relative_to(ROOT)} exists (use --force to overwrite)")
+
+    label = args.name.split("_", 1)[0]
+    md.write_text(
+        TEMPLATE.format(label=label, title=args.title, bootstrap=bootstrap_source(repository_url())),
+        encoding="utf8",
+    )
+    # Writes the paired .ipynb (inputs only; `make notebooks` adds the outputs).
+    subprocess.run([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(md)], check=True)
+    print(f"wrote {md.relative_to(ROOT)} and {md.with_suffix('.ipynb').relative_to(ROOT)}")
+    print(f"next: add `- file: book/{args.name}` to _toc.yml, write the chapter, run `make notebooks`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
