@@ -1,0 +1,62 @@
+"""The activation registry: derivatives, closed-form kernels, user registration, errors."""
+import math
+
+import pytest
+import torch
+
+from sigprop import activations
+
+REQUIRED = ["linear", "relu", "leaky_relu", "hard_tanh", "tanh", "erf", "sigmoid", "selu", "abs", "gelu", "swish"]
+
+
+def test_registry_holds_every_required_activation():
+    assert set(REQUIRED) <= set(activations.available())
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_derivative_matches_autograd_away_from_kinks(name):
+    act = activations.get(name)
+    x = torch.linspace(-3.1, 3.3, 97, dtype=torch.float64)
+    x = x[(x - 0).abs() > 1e-3]
+    x = x[((x.abs() - 1).abs() > 1e-3)]
+    xr = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(act.fn(xr).sum(), xr)
+    assert torch.allclose(act.deriv(x), g, atol=1e-12), name
+
+
+@pytest.mark.parametrize("name", [n for n in REQUIRED if activations.get(n).odd])
+def test_odd_flag_is_true(name):
+    act = activations.get(name)
+    x = torch.linspace(-3, 3, 31, dtype=torch.float64)
+    assert torch.allclose(act.fn(-x), -act.fn(x))
+
+
+def test_selu_matches_torch_and_is_self_normalising_at_q_one():
+    x = torch.linspace(-4, 4, 101, dtype=torch.float64)
+    assert torch.allclose(activations.get("selu").fn(x), torch.nn.functional.selu(x), atol=1e-12)
+
+
+def test_register_a_user_activation_and_reject_a_wrong_derivative():
+    act = activations.register("cube_test", lambda x: x**3, lambda x: 3 * x**2, odd=True, overwrite=True)
+    assert activations.get("cube_test") is act
+    with pytest.raises(ValueError, match="disagrees"):
+        activations.register("bad_test", torch.sin, torch.sin, overwrite=True)
+    with pytest.raises(ValueError, match="already registered"):
+        activations.register("tanh", torch.tanh, lambda x: 1 - torch.tanh(x) ** 2)
+    with pytest.raises(ValueError, match="breakpoints"):
+        activations.register("kink_test", torch.relu, lambda x: (x > 0).double(), smooth=False, overwrite=True)
+
+
+def test_unknown_name_raises_value_error_listing_the_choices():
+    with pytest.raises(ValueError, match="act must be one of"):
+        activations.get("tanhh")
+    with pytest.raises(ValueError, match="registry name"):
+        activations.get(3)
+
+
+def test_closed_form_kernels_at_equal_arguments():
+    q = torch.tensor(2.0, dtype=torch.float64)
+    assert float(activations.get("relu").kernel(q, q, q)) == pytest.approx(1.0)  # E relu(u)^2 = q/2
+    assert float(activations.get("abs").kernel(q, q, q)) == pytest.approx(2.0)
+    ref = 2 / math.pi * math.asin(4 / 5)  # E erf(u)^2 = (2/pi) arcsin(2q/(1+2q))
+    assert float(activations.get("erf").kernel(q, q, q)) == pytest.approx(ref)
