@@ -48,8 +48,9 @@ def test_q_star_is_a_fixed_point_of_q_map():
     for name in activations.available():
         sw, sb = 1.3, 0.4
         if name in ("relu", "leaky_relu", "linear", "abs", "selu"):
-            sw = 1.0
+            sw = 0.9  # below their divergence threshold
         qs = mf.q_star(name, sw, sb)
+        assert math.isfinite(qs), name
         assert mf.q_map(name, qs, sw, sb) == pytest.approx(qs, rel=1e-10), name
 
 
@@ -82,6 +83,13 @@ def test_c_map_against_dblquad_tanh():
     k = integrate.dblquad(f, -10, 10, -10, 10, epsabs=1e-13, epsrel=1e-12)[0]
     v = sw**2 * ref_gauss(lambda x: math.tanh(x) ** 2, q) + sb**2
     assert mf.c_map("tanh", c, q, sw, sb) == pytest.approx((sw**2 * k + sb**2) / v, abs=1e-9)
+
+
+def test_q_star_is_inf_where_the_length_diverges():
+    # linear and abs: V(q) = sigma_w^2 q + sigma_b^2 has no fixed point for sigma_w >= 1, sigma_b > 0
+    assert math.isinf(mf.q_star("linear", 1.0, 0.4))
+    assert math.isinf(mf.q_star("abs", 1.2, 0.0))
+    assert mf.q_star("linear", 0.9, 0.4) == pytest.approx(0.16 / 0.19, rel=1e-10)
 
 
 def test_c_map_is_nan_where_q_star_diverges():

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -62,6 +62,8 @@ __all__ = [
     "covariance_map",
     "iterate_q",
     "iterate_c",
+    "LayerVariances",
+    "layer_variances",
     "PhaseDiagram",
     "phase_diagram",
 ]
@@ -252,6 +254,7 @@ def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float
         done |= d == 0
         gone_zero = (d < 0) & (qa <= 1e-12 * scale0[active])
         gone_inf = (d > 0) & (qa >= _Q_INF * scale0[active])
+        done &= ~gone_inf  # beyond _Q_INF the quadrature is not trusted to certify a root
         before = g * d > 0
         lo_a = torch.where(before, qa, lo[active])
         hi_a = torch.where(~before & ~done, qa, hi[active])
@@ -693,6 +696,137 @@ def iterate_c(act: ActLike, c0: Param, q0: Param, sigma_w: Param, sigma_b: Param
         cs.append(torch.clamp(cn, -1.0, 1.0))
         qs.append(w2 * expect(lambda u: a.fn(u) ** 2, qs[-1], breakpoints=a.breakpoints) + b2)
     return torch.stack(cs), torch.stack(qs)
+
+
+class LayerVariances(NamedTuple):
+    """Per-layer mean-field variances of an MLP, each of shape ``(L, *broadcast)``:
+    ``q`` (pre-activations :math:`q^l`), ``qx`` (second moment of the activations,
+    :math:`\\mathbb E\\,\\phi(h^l)^2`) and ``grad_q`` (back-propagated gradients,
+    :math:`\\tilde q^l = \\mathbb E\\,(\\partial E/\\partial h^l_i)^2`)."""
+
+    q: Tensor
+    qx: Tensor
+    grad_q: Tensor
+
+
+def layer_variances(
+    act: ActLike,
+    q_in: Param,
+    sigma_w: Sequence[Param],
+    sigma_b: Param = 0.0,
+    widths: Optional[Sequence[int]] = None,
+    grad_var: Param = 1.0,
+) -> LayerVariances:
+    r"""Forward and backward variances of a given MLP, layer by layer, at infinite width.
+
+    The network is :math:`h^1 = W^1 x^0 + b^1`, :math:`h^l = W^l \phi(h^{l-1}) + b^l`
+    (:math:`l = 2, \dots, L`), with independent weights of variance
+    :math:`\operatorname{Var} W^l_{ij} = \sigma_{w,l}^2 / n_{l-1}` and biases of
+    variance :math:`\sigma_b^2`; the input has length :math:`q^0 = \lVert x^0\rVert^2/n_0`.
+    Each layer may have its own :math:`\sigma_{w,l}`, so that any named
+    initialization is covered (``MLPConfig.effective_sigma_w`` gives
+    :math:`\sigma_{w,l} = \sqrt{n_{l-1}\operatorname{Var}W^l_{ij}}`). Forward
+    (Poole et al. 2016; Glorot & Bengio 2010, eq. 5 in the linear case):
+
+    .. math::
+
+        q^1 = \sigma_{w,1}^2 q^0 + \sigma_b^2, \qquad
+        q^l = \sigma_{w,l}^2\,\mathbb E\,\phi\big(\sqrt{q^{l-1}} z\big)^2 + \sigma_b^2 .
+
+    Backward, for the loss :math:`E = \langle g, \phi(h^L)\rangle` with
+    :math:`\mathbb E g_i^2 =` ``grad_var`` (the loss of
+    :func:`sigprop.ensemble.propagate_mlp`), assuming the weights of the backward
+    pass independent of the forward pass (Schoenholz et al. 2017; Glorot & Bengio
+    2010, eq. 6 in the linear case):
+
+    .. math::
+
+        \tilde q^L = \mathrm{grad\_var}\;\mathbb E\,\phi'\big(\sqrt{q^L} z\big)^2, \qquad
+        \tilde q^{l} = \mathbb E\,\phi'\big(\sqrt{q^l} z\big)^2 \,
+                       \sigma_{w,l+1}^2 \frac{n_{l+1}}{n_l}\, \tilde q^{l+1} .
+
+    Parameters
+    ----------
+    act : str or Activation
+        The activation :math:`\phi`.
+    q_in : float or Tensor
+        The input length :math:`q^0` (a tensor, e.g. one value per input, broadcasts).
+    sigma_w : sequence
+        :math:`(\sigma_{w,1}, \dots, \sigma_{w,L})`, numbers or tensors that broadcast
+        with ``q_in`` (e.g. one value per network).
+    sigma_b : float or Tensor
+        Bias standard deviation, the same in every layer.
+    widths : sequence of int, optional
+        :math:`(n_0, n_1, \dots, n_L)`; only the ratios :math:`n_{l+1}/n_l` of the
+        backward pass use them.  Default: all equal.
+    grad_var : float or Tensor
+        :math:`\mathbb E g_i^2`, the variance of :math:`\partial E/\partial \phi(h^L)`.
+
+    Returns
+    -------
+    LayerVariances
+        ``q``, ``qx``, ``grad_q``, float64 tensors of shape ``(L, *broadcast)``;
+        index ``l - 1`` holds layer ``l``.
+
+    Raises
+    ------
+    ValueError
+        If ``sigma_w`` is empty, ``widths`` does not have ``len(sigma_w) + 1``
+        positive entries, or a variance or scale is negative or not finite.
+
+    Examples
+    --------
+    A ReLU network with He's :math:`\sigma_w^2 = 2` keeps its variance:
+
+    >>> lv = layer_variances("relu", 1.0, [2 ** 0.5] * 3)
+    >>> [round(float(v), 6) for v in lv.q]
+    [2.0, 2.0, 2.0]
+    """
+    a = _acts.get(act)
+    try:
+        sws = list(sigma_w)
+    except TypeError:
+        raise ValueError(f"sigma_w must be a sequence of per-layer scales (sigma_w_1, ..., sigma_w_L); got {sigma_w!r}") from None
+    depth = len(sws)
+    if depth == 0:
+        raise ValueError("sigma_w must hold at least one layer's scale")
+    if widths is None:
+        ratios = [1.0] * depth
+    else:
+        ws = list(widths)
+        if len(ws) != depth + 1 or any(isinstance(n, bool) or int(n) != n or n < 1 for n in ws):
+            raise ValueError(f"widths must be (n_0, ..., n_L): {depth + 1} positive integers; got {widths!r}")
+        ratios = [ws[l + 1] / ws[l] for l in range(depth)]  # ratios[l] = n_{l+1} / n_l (0-based layers)
+    named = {f"sigma_w{l}": s for l, s in enumerate(sws)}
+    p, _ = _params(q_in=q_in, sigma_b=sigma_b, grad_var=grad_var, **named)
+    _check_q(p["q_in"], "q_in")
+    _check_q(p["grad_var"], "grad_var")
+    sw = [p[f"sigma_w{l}"] for l in range(depth)]
+    for s in sw:
+        _check_sigma(s, p["sigma_b"])
+    if not torch.isfinite(p["q_in"]).all() or not torch.isfinite(p["grad_var"]).all():
+        raise ValueError("q_in and grad_var must be finite")
+    b2 = p["sigma_b"] ** 2
+
+    def second_moments(q: Tensor) -> Tuple[Tensor, Tensor]:
+        return expect(lambda u: (a.fn(u) ** 2, a.deriv(u) ** 2), q, breakpoints=a.breakpoints)
+
+    qs, qxs, d2s = [], [], []
+    q = sw[0] ** 2 * p["q_in"] + b2
+    for l in range(depth):
+        if l > 0:
+            q = sw[l] ** 2 * qxs[-1] + b2
+        if not torch.isfinite(q).all():
+            raise ValueError(f"the variance diverges at layer {l + 1}; reduce sigma_w or the depth")
+        e2, d2 = second_moments(q)
+        qs.append(q)
+        qxs.append(e2)
+        d2s.append(d2)
+    grads = [p["grad_var"] * d2s[-1]]
+    for l in range(depth - 2, -1, -1):  # 0-based layer l receives from layer l + 1
+        grads.append(d2s[l] * sw[l + 1] ** 2 * ratios[l + 1] * grads[-1])
+    grads.reverse()
+    return LayerVariances(torch.stack(qs), torch.stack(qxs), torch.stack(grads))
 
 
 @dataclass(frozen=True)
