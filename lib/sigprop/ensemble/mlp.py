@@ -250,11 +250,16 @@ class MLPTrace:
 # --------------------------------------------------------------------------- #
 # Parameters: one generator per layer, so weights can be regenerated.
 # --------------------------------------------------------------------------- #
+#: Inits with i.i.d. Gaussian entries, for which ``method="gram"`` is exact.
+_GRAM_INITS = frozenset({"gaussian", "lecun_normal", "xavier_normal", "he_normal"})
+
+
 class _Layers:
     """Samples (and re-samples) layer ``l``'s weights and biases from its own seed."""
 
     def __init__(self, config: MLPConfig, n_in: int, seeds: List[int], device, dtype):
         self.sampler = _init.get_init(config.init)
+        self.init_name = config.init if isinstance(config.init, str) else None
         self.fan_in = config.fan_ins(n_in)
         self.fan_out = config.layer_widths
         self.n_nets = config.n_nets
@@ -277,6 +282,32 @@ class _Layers:
         b = torch.randn((self.n_nets, self.fan_out[i]), generator=g, device=self.device, dtype=self.dtype)
         sb = self.sigma_b.unsqueeze(-1) if isinstance(self.sigma_b, Tensor) else self.sigma_b
         return w, b * sb
+
+    def gram_affine(self, layer: int, x: Tensor) -> Tensor:
+        r"""Sample :math:`h = W x + b` without forming :math:`W` (i.i.d. Gaussian rows only).
+
+        Given :math:`x` (batch x n), the rows of :math:`h^\top` are i.i.d.
+        :math:`\mathcal N(0, K)` with :math:`K = v\,x x^\top + \sigma_b^2 \mathbf 1\mathbf 1^\top`,
+        :math:`v = \operatorname{Var} W_{ij}`, so :math:`h^\top = G\,\mathrm{chol}(K)^\top` with
+        :math:`G` standard normal (width x batch): exact in distribution, in
+        :math:`O(\text{width}\cdot\text{batch}^2)` work instead of :math:`O(\text{width}^2\cdot\text{batch})`.
+        """
+        i = layer - 1
+        g = _seeded(self.seeds[i], self.device)
+        var = _init.weight_variance(self.init_name, self.fan_in[i], self.fan_out[i], gain=self.gain)
+        xd = x.to(torch.float64)
+        k = torch.matmul(xd, xd.transpose(-2, -1))
+        k = k * (var.view(-1, 1, 1) if isinstance(var, Tensor) else var)
+        if self.has_bias:
+            sb2 = self.sigma_b.view(-1, 1, 1) ** 2 if isinstance(self.sigma_b, Tensor) else self.sigma_b**2
+            k = k + sb2
+        fac, info = torch.linalg.cholesky_ex(k)
+        if bool((info != 0).any()):
+            # rank-deficient Gram matrix (batch > width, dead units): symmetric square root
+            ev, vec = torch.linalg.eigh(k)
+            fac = vec * torch.sqrt(torch.clamp(ev, min=0.0)).unsqueeze(-2)
+        z = torch.randn((self.n_nets, self.fan_out[i], x.shape[-2]), generator=g, device=self.device, dtype=torch.float64)
+        return torch.matmul(z, fac.transpose(-2, -1)).transpose(-2, -1).to(self.dtype)
 
     def affine(self, layer: int, x: Tensor) -> Tensor:
         w, b = self.params(layer)
@@ -355,6 +386,7 @@ def propagate_mlp(
     checkpoint_every: Optional[int] = None,
     device=None,
     dtype: torch.dtype = torch.float32,
+    method: str = "weights",
 ) -> MLPTrace:
     r"""Propagate inputs through an ensemble of random MLPs; return per-layer statistics.
 
@@ -416,6 +448,16 @@ def propagate_mlp(
         Where to simulate; default :func:`sigprop.runtime.device`.
     dtype : torch.dtype
         Simulation dtype (statistics are accumulated in float64).
+    method : {"weights", "gram", "auto"}
+        ``"weights"`` samples every weight matrix (needed for ``backward`` and for
+        non-Gaussian inits).  ``"gram"`` samples each layer's pre-activations from
+        their exact conditional law given the previous layer,
+        :math:`h^\top = G\,\mathrm{chol}(\sigma_W^2 x x^\top + \sigma_b^2 \mathbf 1 \mathbf 1^\top)^\top`,
+        with no weight matrix: the same distribution of the whole forward trajectory (it is a
+        Markov chain), in :math:`O(n\,B^2)` instead of :math:`O(n^2 B)` per layer; valid for the
+        i.i.d. Gaussian inits (gaussian, lecun_normal, xavier_normal, he_normal), forward only.
+        The two methods draw different random numbers.  ``"auto"`` uses ``"gram"`` when it
+        is valid and ``batch <= width / 4``.
 
     Returns
     -------
@@ -428,7 +470,8 @@ def propagate_mlp(
         If ``config`` is not an :class:`MLPConfig`; ``x`` has the wrong shape;
         ``grad_output`` has the wrong shape or is given without ``backward``;
         ``hist_layers`` lies outside ``1..L`` or comes without ``bins``; ``bins``
-        is malformed; ``checkpoint_every < 1``; or ``dtype`` is not floating.
+        is malformed; ``checkpoint_every < 1``; ``dtype`` is not floating; or
+        ``method`` is unknown or ``"gram"`` is asked for where it is not valid.
     """
     if not isinstance(config, MLPConfig):
         raise ValueError(f"config must be an MLPConfig; got {type(config).__name__}")
@@ -456,6 +499,16 @@ def propagate_mlp(
     k = math.ceil(math.sqrt(depth)) if checkpoint_every is None else _check_int(checkpoint_every, "checkpoint_every")
     want_c = batch <= C_MAX if record_c is None else record_c
 
+    gram_ok = isinstance(config.init, str) and config.init in _GRAM_INITS and not backward
+    if method not in ("weights", "gram", "auto"):
+        raise ValueError(f"method must be 'weights', 'gram' or 'auto'; got {method!r}")
+    if method == "gram" and not gram_ok:
+        raise ValueError(
+            f"method='gram' needs an i.i.d. Gaussian init ({sorted(_GRAM_INITS)}) and backward=False; "
+            f"got init={config.init!r}, backward={backward}"
+        )
+    use_gram = method == "gram" or (method == "auto" and gram_ok and 4 * batch <= min(config.layer_widths))
+
     act = config.activation
     seeds = _draw_seeds(generator, depth)
     layers = _Layers(config, n_in, seeds, dev, dtype)
@@ -478,7 +531,7 @@ def propagate_mlp(
             if backward and (l - 1) % k == 0:
                 checkpoints[l - 1] = x_cur
                 segment = []
-            h = layers.affine(l, x_cur)
+            h = layers.gram_affine(l, x_cur) if use_gram else layers.affine(l, x_cur)
             x_cur = act.fn(h)
             rec.forward(l, h, x_cur)
             if backward:
