@@ -190,3 +190,13 @@ def test_broadcasting_returns_tensors_for_tensors_and_floats_for_scalars():
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_chi_c_and_xi_c_take_scalars_in_the_chaotic_phase():
+    # scalars in, floats out, also where c* < 1 (a 0-d tensor once failed to index there)
+    sw, sb = 2.5, 0.3
+    grid = mf.chi_c("tanh", torch.tensor([sw, 1.0]), sb)
+    assert mf.c_star("tanh", sw, sb) < 1
+    assert mf.chi_c("tanh", sw, sb) == pytest.approx(float(grid[0]), rel=1e-12)
+    assert mf.xi_c("tanh", sw, sb) == pytest.approx(-1 / math.log(float(grid[0])), rel=1e-12)
+    assert isinstance(mf.xi_c("tanh", sw, sb), float)

@@ -7,6 +7,9 @@ Modules (one concept each):
 * :mod:`sigprop.meanfield` -- q-map, c-map, fixed points, chi_1, EOC, depth scales;
 * :mod:`sigprop.init` -- weight initializations as batched samplers;
 * :mod:`sigprop.ensemble` -- many random networks at once, statistics on the fly;
+* :mod:`sigprop.train` -- models from an initialization, a seeded training loop;
+* :mod:`sigprop.spectra` -- singular values of input-output Jacobians, their theory;
+* :mod:`sigprop.trainability` -- many small networks trained at once, over (sigma_w, depth) grids;
 * :mod:`sigprop.stats` -- moments, KS distance, correlations, effective rank;
 * :mod:`sigprop.data` -- MNIST, CIFAR-10, digits from their official files;
 * :mod:`sigprop.runtime` -- device, seeding and the scale preset;
@@ -16,12 +19,12 @@ from . import activations, gaussian, init, meanfield, runtime, stats  # noqa: F4
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "gaussian", "meanfield", "init", "ensemble", "stats", "data", "runtime", "plotting"]
+__all__ = ["activations", "gaussian", "meanfield", "init", "ensemble", "stats", "data", "runtime", "plotting", "train", "spectra", "trainability"]
 
 
 def __getattr__(name):
-    # ensemble, data and plotting import heavier dependencies (matplotlib); load on first use
-    if name in ("ensemble", "data", "plotting"):
+    # ensemble, data, plotting, train, spectra and trainability import heavier dependencies; load on first use
+    if name in ("ensemble", "data", "plotting", "train", "spectra", "trainability"):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

@@ -523,8 +523,8 @@ def chi_c(act: ActLike, sigma_w: Param, sigma_b: Param):
 def _chi_c_at(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, cs: Tensor, chi: Tensor) -> Tensor:
     fin = torch.isfinite(qs)
     res = chi.clone()
-    inner = (fin & (cs < 1)).nonzero(as_tuple=True)
-    if inner[0].numel():
+    inner = fin & (cs < 1)  # a boolean mask also indexes 0-d tensors (scalar arguments)
+    if bool(inner.any()):
         _, slope = _c_map_and_slope(a, cs[inner], qs[inner], sw[inner] ** 2, sb[inner] ** 2)
         res[inner] = slope
     return torch.where(fin, res, torch.full_like(res, float("nan")))

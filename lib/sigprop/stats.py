@@ -368,3 +368,94 @@ class RunningMoments:
     def kurtosis(self, excess: bool = True) -> Tensor:
         """``mu_4 / mu_2^2``, minus 3 when ``excess``."""
         return self.mu4 / self.var.square() - (3.0 if excess else 0.0)
+
+
+# --------------------------------------------------------------------------- #
+# Normalized sensitivity and the growth laws of Labatie (2019).
+# --------------------------------------------------------------------------- #
+def normalized_sensitivity(mu2_noise, mu2_signal, mu2_noise_in=1.0, mu2_signal_in=1.0) -> Tensor:
+    r"""Normalized sensitivity :math:`\chi^l` (Labatie 2019, eq. 3).
+
+    .. math::
+
+        \chi^l = \left(\frac{\mu_2(\mathrm d x^l)}{\mu_2(x^l)}\right)^{1/2}
+                 \left(\frac{\mu_2(\mathrm d x^0)}{\mu_2(x^0)}\right)^{-1/2}
+               = \left(\frac{\mathrm{SNR}^0}{\mathrm{SNR}^l}\right)^{1/2},
+        \qquad \mathrm{SNR}^l = \frac{\mu_2(x^l)}{\mu_2(\mathrm d x^l)}.
+
+    :math:`(\chi^l)^2` is the noise factor of the sub-network :math:`x^0 \mapsto x^l`:
+    above 1 the network degrades the signal-to-noise ratio.  It is unchanged by any
+    rescaling of :math:`x^l` and :math:`\mathrm d x^l` together.  Arguments broadcast
+    (float64 result); the input pair defaults to 1 (inputs normalized to unit moments).
+
+    Raises
+    ------
+    ValueError
+        If an argument is not real.
+    """
+    a, b, c, d = (_f64(v, n) for v, n in ((mu2_noise, "mu2_noise"), (mu2_signal, "mu2_signal"),
+                                          (mu2_noise_in, "mu2_noise_in"), (mu2_signal_in, "mu2_signal_in")))
+    return torch.sqrt((a / b) / (c / d))
+
+
+def _fit_inputs(depth, values) -> Tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(depth.cpu() if isinstance(depth, Tensor) else depth, dtype=float)
+    v = np.asarray(values.cpu() if isinstance(values, Tensor) else values, dtype=float)
+    if t.ndim != 1 or v.shape != t.shape or t.size < 2:
+        raise ValueError(f"depth and values must be 1-D of the same length >= 2; got shapes {t.shape} and {v.shape}")
+    if not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError("values must be finite and > 0 (their logarithm is fitted)")
+    return t, v
+
+
+def fit_exponential_rate(depth, values) -> Tuple[float, float]:
+    r"""Least-squares fit of :math:`\log v_l = a + \gamma\, l`: the rate :math:`\gamma`
+    of an exponential growth :math:`v_l \propto e^{\gamma l}` (Labatie 2019, Fig. 4b).
+
+    Returns
+    -------
+    (gamma, a) : floats, the rate per layer and the intercept (log prefactor).
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not 1-D of one length >= 2, or ``values`` holds a
+        non-positive or non-finite entry.
+    """
+    t, v = _fit_inputs(depth, values)
+    gamma, a = np.polyfit(t, np.log(v), 1)
+    return float(gamma), float(a)
+
+
+def fit_power_law(depth, values, exponent: Optional[float] = None) -> Tuple[float, float]:
+    r"""Fit :math:`v_l \approx C\, l^{\tau}`.
+
+    With ``exponent`` given, :math:`\tau` is fixed and :math:`C` is the least-squares
+    prefactor in linear scale, :math:`C = \sum_l v_l l^\tau / \sum_l l^{2\tau}` (as in
+    Labatie's plotting code for Fig. 5b, where :math:`\tau` comes from theory); without
+    it, :math:`\tau` and :math:`\log C` are fitted by least squares on log-log axes.
+
+    Returns
+    -------
+    (tau, C) : floats.
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not 1-D of one length >= 2, a depth is not positive, or
+        ``values`` holds a non-positive or non-finite entry.
+    """
+    t, v = _fit_inputs(depth, values)
+    if np.any(t <= 0):
+        raise ValueError("depth must be > 0 for a power law")
+    if exponent is not None:
+        tau = float(exponent)
+        if not math.isfinite(tau):
+            raise ValueError(f"exponent must be finite; got {exponent!r}")
+        pw = t**tau
+        return tau, float((v * pw).sum() / (pw * pw).sum())
+    tau, logc = np.polyfit(np.log(t), np.log(v), 1)
+    return float(tau), float(math.exp(logc))
+
+
+__all__ += ["normalized_sensitivity", "fit_exponential_rate", "fit_power_law"]

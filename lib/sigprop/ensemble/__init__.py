@@ -77,6 +77,10 @@ from __future__ import annotations
 
 from . import _common
 from .mlp import MLPConfig, MLPTrace, mlp_parameters, propagate_mlp
+from . import moment_theory  # noqa: F401  (predictions for the signal-noise moments)
+from .signal_noise import (  # the signal and noise kernels of Labatie (2019)
+    SignalNoiseConfig, SignalNoiseTrace, prepare_inputs, propagate_signal_noise, signal_noise_parameters,
+)
 
 #: Largest batch for which the correlation matrices ``c`` are recorded by default.
 C_MAX = _common.C_MAX
@@ -85,3 +89,5 @@ C_MAX = _common.C_MAX
 HIST_KEYS = _common.HIST_KEYS
 
 __all__ = ["MLPConfig", "MLPTrace", "propagate_mlp", "mlp_parameters", "C_MAX", "HIST_KEYS"]
+__all__ += ["SignalNoiseConfig", "SignalNoiseTrace", "propagate_signal_noise", "signal_noise_parameters",
+            "prepare_inputs"]
