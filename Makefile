@@ -43,7 +43,7 @@ ifneq ($(SHARED_DATA),)
 export SIGPROP_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: help setup book test notebooks bench clean distclean FORCE
+.PHONY: help setup browser book test notebooks bench clean distclean FORCE
 
 help:
 	@sed -n '3,7p' Makefile | sed 's/^# \{0,1\}//'
@@ -76,8 +76,21 @@ book: $(STAMP)
 # `make book` (its test runs last); deselect it with PYTEST_ARGS='-m "not book"'.
 # Tests run at the small scale unless SIGPROP_SCALE says otherwise.
 test: export SIGPROP_SCALE ?= small
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+
+# tests/test_site.py opens the built website in Debian's chromium through chromedriver. When
+# they are missing and this runs as root with apt-get, install them; otherwise say so (the
+# site test then skips, saying why). Never fails the test run.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver for tests/test_site.py"; \
+	  { apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1; }; } || \
+	  echo "could not install chromium: tests/test_site.py will skip"; \
+	else echo "chromium/chromedriver missing and cannot install them (not root, or no apt-get): tests/test_site.py will skip"; fi
 
 # Re-executes each chapter from its Markdown source and stores the outputs in the .ipynb
 # that Colab opens and nbval compares against.

@@ -6,6 +6,19 @@ with ``-m "not book"``.
 """
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The same flags as `make book` (Makefile: JB_FLAGS); test_project.py checks them too.
+BUILD_FLAGS = ["--all", "--warningiserror", "--keep-going"]
+
 
 def pytest_configure(config):
     config.addinivalue_line(
@@ -16,3 +29,18 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     # A stable sort: the order within each group is kept.
     items.sort(key=lambda item: item.get_closest_marker("book") is not None)
+
+
+@pytest.fixture(scope="session")
+def built_book():
+    """Builds the website into _build/html as `make book` does, once per session (the build
+    test of test_project.py and the browser tests of test_site.py share it); returns the exit
+    status and the log. With ``SIGPROP_REUSE_BUILD=1`` and an existing ``_build/html``, it
+    does not build and reuses that site (e.g. to re-run tests/test_site.py after `make book`)."""
+    if os.environ.get("SIGPROP_REUSE_BUILD") == "1" and (ROOT / "_build" / "html" / "index.html").exists():
+        return 0, "reused _build/html (SIGPROP_REUSE_BUILD=1)"
+    jb = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jb) if jb.exists() else shutil.which("jupyter-book") or "jupyter-book", "build", ".", *BUILD_FLAGS]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    log = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    return proc.returncode, log

@@ -119,3 +119,22 @@ def test_explorers_run_headless_under_nbclient_and_show_static_images(tmp_path):
         (output,) = [o for o in cell.outputs if o.output_type == "execute_result"]
         assert "image/png" in output.data and "application/vnd.jupyter.widget-view+json" in output.data
     assert elapsed < 90, f"headless execution took {elapsed:.0f} s"
+
+
+@pytest.mark.parametrize("act", ["tanh", "erf", "relu"])
+def test_phase_heatmap_agrees_with_meanfield_phase_diagram(act):
+    import numpy as np
+
+    sw_hi = 1.4 if act == "relu" else 4.0  # relu's length diverges beyond sqrt(2); phase_diagram is slow there
+    sw, sb, chi = explore._chi_grid(act, (0.1, sw_hi), (0.0, 1.5), 10)
+    ref = mf.phase_diagram(act, sw, sb)
+    ok = np.isfinite(ref.chi_1.numpy()) & (ref.q_star.numpy() > 1e-3)
+    assert np.isfinite(chi[ok]).all()
+    np.testing.assert_allclose(chi[ok], ref.chi_1.numpy()[ok], rtol=1e-3)
+
+
+def test_phase_heatmap_marks_divergent_lengths():
+    import numpy as np
+
+    sw, sb, chi = explore._chi_grid("relu", (1.0, 2.0), (0.0, 0.5), 11)
+    assert np.isnan(chi[sw > 1.45]).all() and np.isfinite(chi[sw < 1.4]).all()

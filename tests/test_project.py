@@ -368,14 +368,7 @@ def test_makefile_has_the_documented_targets():
 
 # --------------------------------------------------------------------------- the book build (slow, last)
 
-@pytest.fixture(scope="session")
-def built_book():
-    """Builds the website into _build/html as `make book` does; returns the build's output."""
-    jb = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jb) if jb.exists() else shutil.which("jupyter-book") or "jupyter-book", "build", ".", *BUILD_FLAGS]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    log = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
-    return proc.returncode, log
+# The `built_book` fixture (one build per session, shared with tests/test_site.py) is in conftest.py.
 
 
 @pytest.mark.book

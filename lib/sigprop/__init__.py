@@ -13,13 +13,17 @@ Modules (one concept each):
 * :mod:`sigprop.stats` -- moments, KS distance, correlations, effective rank;
 * :mod:`sigprop.data` -- MNIST, CIFAR-10, digits from their official files;
 * :mod:`sigprop.runtime` -- device, seeding and the scale preset;
-* :mod:`sigprop.plotting` -- the book's figure style.
+* :mod:`sigprop.plotting` -- the book's figure style;
+* :mod:`sigprop.exercises` -- self-checking exercises: ``check`` and the grader's lines;
+* :mod:`sigprop.explore` -- interactive explorers of the maps and the phase diagram;
+* :mod:`sigprop.diagnosis` -- :func:`sigprop.diagnose`, per-layer statistics of any network.
 """
 from . import activations, gaussian, init, meanfield, runtime, stats  # noqa: F401
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "gaussian", "meanfield", "init", "ensemble", "stats", "data", "runtime", "plotting", "train", "spectra", "trainability"]
+__all__ = ["activations", "gaussian", "meanfield", "init", "ensemble", "stats", "data", "runtime", "plotting", "train", "spectra", "trainability",
+            "exercises", "explore", "diagnosis", "diagnose"]
 
 
 def __getattr__(name):
@@ -28,4 +32,12 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
+    if name in ("exercises", "explore", "diagnosis"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    if name == "diagnose":  # the function, from the module sigprop.diagnosis
+        from .diagnosis import diagnose
+
+        return diagnose
     raise AttributeError(f"module 'sigprop' has no attribute {name!r}")

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 
 from . import activations as _acts
 from . import meanfield as mf
+from . import runtime
 from .gaussian import expect
 from .plotting import PALETTE
 
@@ -134,6 +135,7 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def _new_figure(ncols: int, width: float = 4.4, height: float = 3.5) -> Tuple[Figure, Sequence[Any]]:
+    runtime._enable_inline_figures()  # so that a notebook shows a returned figure
     fig = Figure(figsize=(width * ncols, height), layout="constrained", dpi=100)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, axes
@@ -251,14 +253,14 @@ def _chi_grid(activation: str, sw_range, sb_range, resolution: int):
 
 
 def _iterate_length(q, w2, b2, lq, le2):
+    """Iterate q -> w2 E phi^2(q) + b2 (E phi^2 interpolated in log-log) until it settles."""
     for _ in range(400):
-            lqc = np.log(np.clip(q, 1e-8, Q_CAP))
-            new = w2 * np.exp(np.interp(lqc, lq, le2)) + b2
-            new = np.where(q >= Q_CAP, np.inf, new)
-            done = np.abs(new - q) <= 1e-12 * (1 + q)
-            q = new
-            if done.all():
-                break
+        new = w2 * np.exp(np.interp(np.log(np.clip(q, 1e-8, Q_CAP)), lq, le2)) + b2
+        new = np.where(q >= Q_CAP, np.inf, new)
+        done = np.abs(new - q) <= 1e-12 * (1 + q)
+        q = new
+        if done.all():
+            break
     return q
 
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, TypeVar, Union
 import numpy as np
 import torch
 
-__all__ = ["SCALES", "device", "scale", "pick", "generator", "seed_everything"]
+__all__ = ["SCALES", "device", "scale", "pick", "generator", "seed_everything", "progress"]
 
 #: The scale presets a chapter may choose between.
 SCALES = ("small", "paper")
@@ -129,3 +129,82 @@ def describe() -> dict[str, Any]:
     if dev.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(dev)
     return info
+
+
+class _DisplayLine:
+    """A file-like target for tqdm inside a Jupyter kernel: each refresh replaces one text
+    output in place (``update_display_data``), so a notebook stores, and the website shows,
+    only the bar's last state -- one line -- however long the loop ran."""
+
+    def __init__(self) -> None:
+        self._handle = None
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "\n").strip().splitlines()
+        if not line or not line[-1].strip():
+            return
+        from IPython.display import display
+
+        bundle = {"text/plain": line[-1].rstrip()}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+    def flush(self) -> None:
+        pass
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def progress(iterable=None, desc: Optional[str] = None, total: Optional[int] = None, **kwargs):
+    """A progress bar for a long loop that never floods a stored notebook or the website.
+
+    ``for x in progress(items, "networks"):`` works like ``tqdm.auto.tqdm``, except where the
+    bar goes:
+
+    * in a Jupyter kernel (Jupyter, Colab, and the headless runs of ``make notebooks``, nbval
+      and the book build): one line of text that is redrawn in place, so the notebook keeps
+      only the bar's final state, e.g. ``networks: 100%|##########| 64/64 [00:03<00:00]``;
+    * in a terminal: tqdm's usual bar on stderr; when stderr is not a terminal (a log
+      file, CI), no bar at all (``disable=None``).
+
+    Keyword arguments go to :class:`tqdm.std.tqdm` (``leave``, ``unit``, ...).
+
+    Raises
+    ------
+    ValueError
+        If ``total`` is negative.
+    """
+    from tqdm.std import tqdm
+
+    if total is not None and (isinstance(total, bool) or total < 0):
+        raise ValueError(f"total must be a non-negative integer or None; got {total!r}")
+    if _in_kernel():
+        kwargs.setdefault("file", _DisplayLine())
+        kwargs.setdefault("mininterval", 0.5)
+        kwargs.setdefault("ncols", 80)
+        kwargs.setdefault("ascii", True)
+    else:
+        kwargs.setdefault("disable", None)
+    return tqdm(iterable, desc=desc, total=total, **kwargs)
+
+
+def _enable_inline_figures() -> None:
+    """In a Jupyter kernel, make a :class:`matplotlib.figure.Figure` built without pyplot show as
+    an image when it is a cell's value. matplotlib resolves its backend lazily, and the inline
+    backend registers its image formatter only once resolved; resolving it here keeps
+    whatever backend the kernel chose (inline, or ``%matplotlib widget``). No-op elsewhere."""
+    if not _in_kernel():
+        return
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    plt.switch_backend(matplotlib.rcParams["backend"])

@@ -30,11 +30,12 @@ the :math:`L` matrices :math:`(D^l)^2` and the :math:`L` matrices :math:`W^l W^{
 and the normalized variance :math:`\operatorname{Var}/\text{mean}^2` of a free product is
 the sum of those of its factors: :math:`\mu_2/\mu_1^2 - 1` for each :math:`(D^l)^2`,
 1 for a square Gaussian (Wishart) :math:`W W^\top` and 0 for an orthogonal one.  At the
-edge of chaos, :math:`\chi_1 = 1`, it is the variance itself (the book's
-design notes, Part C, eq. C2).
+edge of chaos, :math:`\chi_1 = 1`, it is the variance itself.  At finite width the overall
+gain of each network fluctuates, and the fluctuation compounds over layers; dividing each
+network's variance by its own squared mean removes it and gives a much steadier estimate.
 
-Public API
-----------
+.. rubric:: Public API
+
 * :func:`input_output_jacobian` -- the exact Jacobians of ``n_nets`` random MLPs at once.
 * :func:`jacobian_singular_values` -- their singular values (float64 SVD).
 * :func:`mean_squared_singular_value` -- the theory :math:`\chi_1^L`.
@@ -312,8 +313,8 @@ def mean_squared_singular_value(act, sigma_w: Param, sigma_b: Param, depth):
         For negative sigmas, an unknown activation or a depth that is not an integer >= 0.
     """
     d = _check_depth(depth)
-    chi = _mf.chi_1(act, sigma_w, sigma_b)
-    out = torch.as_tensor(chi, dtype=torch.float64) ** d
+    chi = torch.as_tensor(_mf.chi_1(act, sigma_w, sigma_b), dtype=torch.float64)
+    out = chi ** d.to(chi.device)
     return float(out) if _is_scalar(sigma_w, sigma_b, depth) else out
 
 
@@ -328,7 +329,7 @@ def jacobian_spectrum_variance(act, sigma_w: Param, sigma_b: Param, depth, weigh
     with :math:`s_1 = -1` for Gaussian and :math:`s_1 = 0` for orthogonal weights, in the
     limit of infinite width with every layer at :math:`q^*`.  At the edge of chaos
     (:math:`\chi_1 = 1`) this is :math:`L(\mu_2/\mu_1^2 - 1 - s_1)` (Pennington et al.
-    2017, 2018; the book's design notes, eq. C2).  It grows linearly with depth unless
+    2017, 2018).  It grows linearly with depth unless
     the weights are orthogonal *and* :math:`\phi'` is nearly constant on the scale of
     :math:`\sqrt{q^*}`: the condition for dynamical isometry.  For relu,
     :math:`\mu_2/\mu_1^2 = 2`, so the variance is at least :math:`L` at criticality.
@@ -366,6 +367,7 @@ def jacobian_spectrum_variance(act, sigma_w: Param, sigma_b: Param, depth, weigh
     mu1, mu2 = expect(lambda u: (a.deriv(u) ** 2, a.deriv(u) ** 4), qe, breakpoints=a.breakpoints)
     sw2 = torch.as_tensor(np.asarray(sigma_w, dtype=np.float64) if not isinstance(sigma_w, Tensor) else sigma_w).to(torch.float64) ** 2
     chi = sw2.to(mu1.device) * mu1
+    d = d.to(mu1.device)
     var = chi ** (2 * d) * d * (mu2 / mu1**2 - 1.0 - WEIGHTS[weights])
     var = torch.where(fin, var, torch.full_like(var, float("nan")))
     return float(var) if _is_scalar(sigma_w, sigma_b, depth) else var

@@ -29,8 +29,8 @@ so that :math:`\partial\mathcal L/\partial\theta_k = \partial\mathcal L_k/\parti
 one plain SGD optimizer over all parameters trains every network exactly as if it were
 trained alone (all networks see the same minibatches).
 
-Public API
-----------
+.. rubric:: Public API
+
 * :func:`init_parameters` -- weights and biases of ``n_nets`` networks, one
   :math:`\sigma_w` per network.
 * :func:`forward` -- logits of all networks.

@@ -102,8 +102,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -156,7 +156,8 @@ class SignalNoiseConfig:
     kernel_size : int
         Odd spatial extent :math:`k \ge 1` of the convolutions; 1 when ``fully_connected``.
     fully_connected : bool
-        Flatten the inputs to vectors and use dense layers (Labatie's ``kernel_size = 1``).
+        Flatten the inputs to vectors and use dense layers (Labatie's ``kernel_size = 1``);
+        ``kernel_size`` and ``stem_stride`` are then set to 1 (from their defaults).
     res_depth : int
         Blocks per residual unit, :math:`K \ge 1` (``"bn_res"`` only; the paper's :math:`H = 2`).
     epsilon : float
@@ -173,7 +174,8 @@ class SignalNoiseConfig:
     ValueError
         If ``arch`` is unknown, an integer is out of range, ``kernel_size`` is even,
         ``epsilon`` is negative, ``sigma_w2`` is not positive, or a fully connected
-        network is asked for with ``kernel_size`` or ``stem_stride`` other than 1.
+        network is asked for with a ``kernel_size`` or ``stem_stride`` other than 1 or
+        its default.
     """
 
     arch: str
@@ -197,7 +199,8 @@ class SignalNoiseConfig:
             raise ValueError(f"fully_connected must be True or False; got {self.fully_connected!r}")
         if self.fully_connected:
             if self.kernel_size not in (1, 3) or self.stem_stride not in (1, 2):
-                raise ValueError("a fully connected network has kernel_size = 1 and stem_stride = 1; got "
+                raise ValueError("a fully connected network has kernel_size = 1 and stem_stride = 1 (leave them "
+                                 "at their defaults); got "
                                  f"kernel_size={self.kernel_size!r}, stem_stride={self.stem_stride!r}")
             setf(self, "kernel_size", 1)
             setf(self, "stem_stride", 1)

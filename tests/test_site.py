@@ -1,0 +1,254 @@
+"""The built website, read as a reader reads it: in a real (headless) browser.
+
+These tests carry the ``book`` marker: they run last, on the site that
+``test_book_builds_with_warnings_as_errors`` built into ``_build/html`` (the ``built_book``
+fixture of conftest.py builds it once per session; ``SIGPROP_REUSE_BUILD=1`` reuses an
+existing ``_build/html`` instead, e.g. after ``make book``, and ``SIGPROP_SITE=<folder>`` tests
+the site built in another folder). The site is served on 127.0.0.1 and opened
+in Debian's chromium through chromedriver (selenium); every other host name is unresolvable
+for the browser, so a page that needs the network fails here as it would offline.
+
+For every page of the table of contents: no console errors; every equation typeset by
+MathJax (served with the site, not from a CDN); every image loaded; on a page with a
+notebook, a Colab link to that notebook; progress bars at most a line or two per output.
+And every internal link of the site, with its #anchor, leads to something that exists.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# SIGPROP_SITE names an already built site to test instead (e.g. a `--path-output` build)
+SITE = Path(os.environ.get("SIGPROP_SITE") or ROOT / "_build" / "html")
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf8"))
+REPO = urlparse(CONFIG["repository"]["url"]).path.strip("/")
+BRANCH = CONFIG["repository"]["branch"]
+COLAB = CONFIG["launch_buttons"]["colab_url"].rstrip("/")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver")
+# a tqdm bar: "name:  45%|####5     | 45/100 [00:01<00:02, 30.1it/s]"
+TQDM_LINE = re.compile(r"\d+%\|[^|\n]*\|\s*[\d.]+[kMG]?/[\d.?]+")
+
+pytestmark = pytest.mark.book
+
+
+def _toc_pages(node) -> list[str]:
+    pages = []
+    if isinstance(node, dict):
+        for key in ("root", "file"):
+            if key in node:
+                pages.append(node[key])
+        for value in node.values():
+            pages += _toc_pages(value)
+    elif isinstance(node, list):
+        for value in node:
+            pages += _toc_pages(value)
+    return pages
+
+
+PAGES = list(dict.fromkeys(_toc_pages(TOC)))
+
+
+@pytest.fixture(scope="session")
+def site(request):
+    if os.environ.get("SIGPROP_SITE"):
+        if not (SITE / "index.html").exists():
+            pytest.fail(f"SIGPROP_SITE={SITE} holds no built site (no index.html)")
+        return SITE
+    returncode, _ = request.getfixturevalue("built_book")
+    if returncode != 0 or not (SITE / "index.html").exists():
+        pytest.skip("the book did not build (see test_book_builds_with_warnings_as_errors)")
+    return SITE
+
+
+@pytest.fixture(scope="session")
+def server(site):
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser(server, tmp_path_factory):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed: pip install -r requirements-book.txt")
+    if not CHROMIUM or not CHROMEDRIVER:
+        pytest.skip("chromium and chromedriver are not installed: `apt-get install chromium chromium-driver` "
+                    "(make test installs them when it runs as root with apt-get)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+                 # every host but the local server is unresolvable: a CDN dependency shows as an error
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # an explicit chromedriver: selenium must not try to download one
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+_WAIT_FOR_MATHJAX = """
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  const mj = window.MathJax;
+  if (mj && mj.startup && mj.startup.promise) {
+    mj.startup.promise.then(() => done('typeset'), (e) => done('error: ' + e));
+  } else if (Date.now() - start > 20000) {
+    done('no MathJax');
+  } else {
+    setTimeout(poll, 50);
+  }
+})();
+"""
+
+_PAGE_FACTS = """
+const maths = Array.from(document.querySelectorAll('.math'));
+const imgs = Array.from(document.querySelectorAll('img'));
+const outputs = Array.from(document.querySelectorAll('.cell_output'));
+const scripts = Array.from(document.querySelectorAll('script[src]')).map(s => s.src);
+return {
+  maths: maths.length,
+  typeset: maths.filter(m => m.querySelector('mjx-container')).length,
+  merrors: document.querySelectorAll('mjx-merror').length,
+  untypeset: maths.filter(m => !m.querySelector('mjx-container')).slice(0, 3).map(m => m.textContent.slice(0, 80)),
+  images: imgs.map(i => ({src: i.currentSrc || i.src, complete: i.complete, w: i.naturalWidth, h: i.naturalHeight,
+                          inOutput: !!i.closest('.cell_output')})),
+  outputs: outputs.map(o => o.innerText),
+  colab: Array.from(document.querySelectorAll('a[href]')).map(a => a.href).filter(h => h.startsWith(arguments[0])),
+  mathjaxScripts: scripts.filter(s => /mathjax|tex-(chtml|svg|mml)/i.test(s)),
+};
+"""
+
+
+def _severe(entries):
+    return [e for e in entries if e.get("level") == "SEVERE" and "favicon.ico" not in e.get("message", "")]
+
+
+@functools.lru_cache(maxsize=None)
+def _has_notebook(page: str) -> bool:
+    return (ROOT / f"{page}.ipynb").exists()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_loads_typesets_its_equations_and_shows_its_figures(page, browser, server):
+    browser.get_log("browser")  # drop what earlier pages logged
+    browser.get(urljoin(server, f"{page}.html"))
+    status = browser.execute_async_script(_WAIT_FOR_MATHJAX)
+    facts = browser.execute_script(_PAGE_FACTS, COLAB)
+    errors = _severe(browser.get_log("browser"))
+    assert not errors, f"{page}.html logs console errors:\n" + "\n".join(e["message"][:300] for e in errors)
+
+    if facts["maths"]:
+        assert status == "typeset", f"{page}.html has {facts['maths']} equations but MathJax did not run ({status})"
+        assert facts["mathjaxScripts"] and all(s.startswith(server) for s in facts["mathjaxScripts"]), (
+            f"{page}.html must load MathJax from the site itself, not {facts['mathjaxScripts']}")
+        assert facts["typeset"] == facts["maths"], (
+            f"{page}.html: {facts['maths'] - facts['typeset']} of {facts['maths']} equations were not typeset, "
+            f"e.g. {facts['untypeset']}")
+        assert facts["merrors"] == 0, f"{page}.html: MathJax reports {facts['merrors']} errors in equations"
+
+    broken = [i["src"] for i in facts["images"] if not i["complete"] or i["w"] == 0 or i["h"] == 0]
+    assert not broken, f"{page}.html has images that did not load: {broken}"
+    if _has_notebook(page) and facts["outputs"]:
+        figures = [i for i in facts["images"] if i["inOutput"]]
+        text = (ROOT / f"{page}.ipynb").read_text(encoding="utf8")
+        if '"image/png"' in text:
+            assert figures, f"{page}.html shows no figure, but its notebook stores images"
+
+    if _has_notebook(page):
+        want = f"{COLAB}/github/{REPO}/blob/{BRANCH}/{page}.ipynb"
+        assert want in facts["colab"], f"{page}.html: the Colab link must open {page}.ipynb; found {facts['colab']}"
+
+    for k, output in enumerate(facts["outputs"]):
+        bars = [line for line in output.splitlines() if TQDM_LINE.search(line)]
+        assert len(bars) <= 2, (
+            f"{page}.html output {k} shows {len(bars)} lines of progress bar (use sigprop.runtime.progress, "
+            f"see CONTRIBUTING.md): {bars[:3]}")
+
+
+# --------------------------------------------------------------------------- internal links
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("name"):
+            self.ids.add(attrs["name"])
+        if tag == "a" and attrs.get("href") is not None:
+            self.hrefs.append(attrs["href"])
+        if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "refresh":  # index.html redirects
+            match = re.search(r"url=(\S+)", attrs.get("content") or "", re.I)
+            if match:
+                self.hrefs.append(match[1].strip("'\""))
+
+
+@functools.lru_cache(maxsize=None)
+def _parse(path: Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf8", errors="replace"))
+    return parser
+
+
+def test_every_internal_link_resolves(site):
+    """Crawl the site from index.html through every local link; each target file (and #anchor) exists."""
+    start = (site / "index.html").resolve()
+    seen, queue, broken = {start}, [start], []
+    while queue:
+        page = queue.pop()
+        for href in _parse(page).hrefs:
+            url = urlparse(href)
+            if url.scheme or url.netloc or href.startswith(("mailto:", "javascript:")):
+                continue  # external
+            target = page if not url.path else (page.parent / unquote(url.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            where = f"{page.relative_to(site)}: {href}"
+            if not target.exists():
+                broken.append(where)
+                continue
+            if target.suffix == ".html":
+                if url.fragment and unquote(url.fragment) not in _parse(target).ids:
+                    broken.append(where + " (no such anchor)")
+                if target not in seen:
+                    seen.add(target)
+                    queue.append(target)
+    assert not broken, f"{len(broken)} broken internal links:\n" + "\n".join(sorted(broken)[:40])
+    missing = [p for p in PAGES if (site / f"{p}.html").resolve() not in seen]
+    assert not missing, f"pages of the table of contents that no link reaches: {missing}"
