@@ -76,6 +76,9 @@ book: $(STAMP)
 # `make book` (its test runs last); deselect it with PYTEST_ARGS='-m "not book"'.
 # Tests run at the small scale unless SIGPROP_SCALE says otherwise.
 test: export SIGPROP_SCALE ?= small
+# One BLAS/OpenMP thread per process: on a 2-core machine two threads per kernel thrash
+# when pytest, the notebook kernels and Sphinx run side by side (measured 8-10x slower).
+test: export OMP_NUM_THREADS ?= 1
 test: $(STAMP) browser
 	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
 

@@ -45,7 +45,8 @@ def test_q_star_and_chi_1_match_independent_quad_iteration(name, sw, sb):
 
 
 def test_q_star_is_a_fixed_point_of_q_map():
-    for name in activations.available():
+    builtin = ["linear", "relu", "leaky_relu", "hard_tanh", "tanh", "erf", "sigmoid", "selu", "abs", "gelu", "swish"]
+    for name in builtin:  # not activations.available(): other tests register their own
         sw, sb = 1.3, 0.4
         if name in ("relu", "leaky_relu", "linear", "abs", "selu"):
             sw = 0.9  # below their divergence threshold

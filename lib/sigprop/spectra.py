@@ -52,7 +52,6 @@ References
 """
 from __future__ import annotations
 
-import math
 import numbers
 from typing import List, Optional, Sequence, Tuple, Union
 
