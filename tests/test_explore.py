@@ -82,9 +82,10 @@ def test_map_explorer_has_the_expected_controls():
 def test_moving_a_slider_redraws_the_figure_within_a_second_of_cpu():
     ex = explore.phase_explorer("tanh", 1.5, 0.3)
     assert set(ex.controls) == {"activation", "sigma_w", "sigma_b"}
-    before = ex.figure
+    before, png = ex.figure, ex.image.value
     _, cpu = _cpu_seconds(lambda: setattr(ex.controls["sigma_w"], "value", 2.2))
     assert ex.params["sigma_w"] == 2.2 and ex.figure is not before
+    assert ex.image.value != png and ex.image.value[:4] == b"\x89PNG"
     assert "chaotic" in ex.figure.axes[0].get_title()
     assert cpu < 1.5, f"a redraw of the phase explorer took {cpu:.2f} s of CPU"
     m = explore.map_explorer("tanh", 1.5, 0.3)
@@ -97,7 +98,8 @@ def test_explorer_output_carries_a_static_image_and_the_widget_view():
     ex = explore.map_explorer("erf", 1.2, 0.2)
     bundle = ex._repr_mimebundle_()
     assert base64.b64decode(bundle["image/png"])[:4] == b"\x89PNG"
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.view.model_id
+    assert ex.view.children == (ex.widget, ex.image)
     assert "run in Jupyter" in bundle["text/plain"]
     plain = explore.map_explorer("erf", 1.2, 0.2, widgets=False)
     assert plain.widget is None and set(plain._repr_mimebundle_()) == {"image/png", "text/plain"}

@@ -364,8 +364,12 @@ class Explorer:
     params : dict
         The current ``activation``, ``sigma_w`` and ``sigma_b``.
     widget : ipywidgets.interactive or None
-        The controls and their output; ``None`` when ipywidgets is not installed or
-        ``widgets=False``.
+        The controls, tied to the drawing function; ``None`` when ipywidgets is not
+        installed or ``widgets=False``.
+    image : ipywidgets.Image or None
+        The figure, as a PNG that every redraw replaces.
+    view : ipywidgets.VBox or None
+        What a live notebook shows: the controls above the image.
     controls : dict
         The control widgets by parameter name (empty without ipywidgets).
     seconds : float
@@ -378,8 +382,11 @@ class Explorer:
         self.params = dict(params)
         self.seconds = 0.0
         self.figure = self._render(**self.params)
+        self._static_figure = self.figure
         self._static_png = _png(self.figure)
         self.widget = None
+        self.image = None
+        self.view = None
         self.controls: Dict[str, Any] = {}
         if widgets:
             self._attach_widgets(activations)
@@ -412,7 +419,6 @@ class Explorer:
             import ipywidgets as w
         except ImportError:  # the static figure is all we can show
             return
-        from IPython.display import Image, display
 
         acts = list(dict.fromkeys([self.params["activation"], *activations]))
         style = {"description_width": "60px"}
@@ -428,13 +434,19 @@ class Explorer:
                                      style=style, layout=layout),
         }
 
-        def show(activation: str, sigma_w: float, sigma_b: float) -> None:
-            # runs inside the interactive's Output: in a live notebook the figure appears under
-            # the controls; headless, the output goes to the widget state and nowhere else
-            fig = self.update(activation=activation, sigma_w=float(sigma_w), sigma_b=float(sigma_b))
-            display(Image(data=_png(fig), format="png"))
+        self.image = w.Image(value=self._static_png, format="png")
 
-        self.widget = w.interactive(show, **self.controls)
+        def show(activation: str, sigma_w: float, sigma_b: float) -> None:
+            # The figure is an Image widget whose value the sliders replace, not output printed
+            # into the interactive's Output widget: nothing is displayed from a widget callback,
+            # so a headless client (nbclient) never has to route widget output back to the kernel.
+            fig = self.update(activation=activation, sigma_w=float(sigma_w), sigma_b=float(sigma_b))
+            png = self._static_png if fig is self._static_figure else _png(fig)
+            if self.image.value != png:
+                self.image.value = png
+
+        self.widget = w.interactive(show, {"manual": False}, clear_output=False, **self.controls)
+        self.view = w.VBox([self.widget, self.image])
 
     # What a notebook shows: the widget view for live frontends, the static image for the rest.
     def _repr_mimebundle_(self, include=None, exclude=None):
@@ -442,9 +454,9 @@ class Explorer:
         text = (f"<{type(self).__name__}: {p['activation']}, sigma_w={p['sigma_w']:.2f}, "
                 f"sigma_b={p['sigma_b']:.2f}; run in Jupyter or Colab to move the sliders>")
         bundle = {"text/plain": text, "image/png": base64.b64encode(self._static_png).decode("ascii")}
-        if self.widget is not None and getattr(self.widget, "model_id", None):
+        if self.view is not None and getattr(self.view, "model_id", None):
             bundle["application/vnd.jupyter.widget-view+json"] = {
-                "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}
+                "version_major": 2, "version_minor": 0, "model_id": self.view.model_id}
         return bundle
 
     def __repr__(self) -> str:
