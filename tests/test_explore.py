@@ -5,7 +5,6 @@ import base64
 import math
 import time
 
-import matplotlib
 import nbformat
 import pytest
 import torch

@@ -121,6 +121,10 @@ def browser(server, tmp_path_factory):
 _WAIT_FOR_MATHJAX = """
 const done = arguments[arguments.length - 1];
 const start = Date.now();
+if (!document.querySelector('script[src*="mathjax" i], script[src*="tex-chtml"], script[src*="tex-svg"]')) {
+  done('no MathJax');
+  return;
+}
 (function poll() {
   const mj = window.MathJax;
   if (mj && mj.startup && mj.startup.promise) {

@@ -11,12 +11,12 @@ deviation without centring it.  With :math:`\phi = \mathrm{ReLU}`, per layer
 
 .. math::
 
-    y^l &= W^l * x^{l-1}, & \mathrm d y^l &= W^l * \mathrm d x^{l-1}, \\
+    y^l &= W^l * x^{l-1}, \qquad \mathrm d y^l = W^l * \mathrm d x^{l-1}, \\
     z^l_{\alpha,c} &= \frac{y^l_{\alpha,c} - \mathbb E_{x,\alpha}[y^l_{\alpha,c}]}
-                           {\sqrt{\operatorname{Var}_{x,\alpha}[y^l_{\alpha,c}] + \epsilon}}, &
-    \mathrm d z^l_{\alpha,c} &= \frac{\mathrm d y^l_{\alpha,c}}
+                           {\sqrt{\operatorname{Var}_{x,\alpha}[y^l_{\alpha,c}] + \epsilon}}, \qquad
+    \mathrm d z^l_{\alpha,c} = \frac{\mathrm d y^l_{\alpha,c}}
                            {\sqrt{\operatorname{Var}_{x,\alpha}[y^l_{\alpha,c}] + \epsilon}}, \\
-    x^l &= \phi(z^l), & \mathrm d x^l &= \phi'(z^l) \odot \mathrm d z^l,
+    x^l &= \phi(z^l), \qquad \mathrm d x^l = \phi'(z^l) \odot \mathrm d z^l,
 
 where :math:`*` is a convolution with periodic boundary conditions (circular padding)
 and the batch-normalization statistics are the signal's, over the batch and the spatial
