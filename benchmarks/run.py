@@ -1,6 +1,8 @@
 """Performance suite: each kernel family timed against a baseline in the same run.
 
-    python benchmarks/run.py                 # every benchmark, JSON to benchmarks/results/
+    python benchmarks/run.py                 # every kernel benchmark, JSON to benchmarks/results/
+    python benchmarks/run.py --all           # ... and the run time of every chapter (minutes)
+    python benchmarks/run.py --only mlp_forward --device cuda
     python benchmarks/run.py --only meanfield_grid --baseline-points 20
 
 Each benchmark returns a record with the kernel's time, the baseline's time (measured
@@ -91,13 +93,290 @@ def bench_meanfield_grid(n: int = 200, baseline_points: int = 40, seed: int = 0)
     }
 
 
-BENCHMARKS = {"meanfield_grid": bench_meanfield_grid}
+# --------------------------------------------------------------------------- #
+# Ensemble propagation: achieved FLOP/s against the device's own matmul peak,
+# and against a naive per-network loop.
+# --------------------------------------------------------------------------- #
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _timed(fn, dev: torch.device, repeat: int = 3) -> float:
+    fn()  # warm-up (allocator, kernels, lazy imports)
+    _sync(dev)
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        _sync(dev)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _mlp_sizes(dev: torch.device) -> dict:
+    if dev.type == "cuda":
+        return {"width": 4096, "batch": 4096, "depth": 16, "n_nets": 4}
+    return {"width": 1024, "batch": 1024, "depth": 8, "n_nets": 2}
+
+
+def bench_mlp_forward(width=None, batch=None, depth=None, n_nets=None, naive_nets: int = 1, device=None) -> dict:
+    """``propagate_mlp`` (tanh, Gaussian weights, per-layer statistics) against the device's
+    batched-matmul peak at the same sizes and dtype, and against a per-network loop of
+    ``torch.nn.Linear`` layers with forward hooks (what one writes without the library)."""
+    from sigprop import ensemble
+
+    dev = runtime.device(device)
+    s = _mlp_sizes(dev)
+    width, batch = width or s["width"], batch or s["batch"]
+    depth, n_nets = depth or s["depth"], n_nets or s["n_nets"]
+    flops = 2.0 * n_nets * depth * batch * width * width  # the affine maps; activations and stats are extra work
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(batch, width, generator=g).to(dev)
+    cfg = ensemble.MLPConfig(depth=depth, width=width, act="tanh", sigma_w=1.5, sigma_b=0.1, n_nets=n_nets)
+
+    def kernel():
+        ensemble.propagate_mlp(x, cfg, generator=torch.Generator(device="cpu").manual_seed(1), device=dev, record_c=False)
+
+    a = torch.randn(n_nets, batch, width, device=dev)
+    b = torch.randn(n_nets, width, width, device=dev)
+    t_peak = _timed(lambda: torch.bmm(a, b), dev)
+    peak = 2.0 * n_nets * batch * width * width / t_peak
+    t_kernel = _timed(kernel, dev, repeat=2)
+
+    def naive():
+        # one network at a time, as an nn.Sequential with hooks recording each layer's variance
+        for _ in range(naive_nets):
+            layers = []
+            for _l in range(depth):
+                lin = torch.nn.Linear(width, width, device=dev)
+                torch.nn.init.normal_(lin.weight, std=1.5 / math.sqrt(width))
+                torch.nn.init.normal_(lin.bias, std=0.1)
+                layers += [lin, torch.nn.Tanh()]
+            net = torch.nn.Sequential(*layers)
+            rec = []
+
+            def stats(mod, inp, out):  # the kernel's statistics: per-input q, mean, variance, kurtosis
+                t = out.double()
+                d = t - t.mean()
+                rec.append((t.square().mean(-1), t.mean(), d.square().mean(), d.pow(4).mean() / d.square().mean() ** 2))
+
+            for m in net:
+                m.register_forward_hook(stats)  # on the affine maps (h) and the activations (x)
+            with torch.no_grad():
+                net(x)
+
+    t_naive = _timed(naive, dev, repeat=1) * n_nets / naive_nets
+    achieved = flops / t_kernel
+    return {
+        "name": "mlp_forward",
+        "what": f"{n_nets} tanh MLPs, width {width}, batch {batch}, depth {depth}, {dev.type}, float32",
+        "kernel_s": t_kernel,
+        "baseline": "per-network loop of nn.Linear layers with forward hooks",
+        "baseline_s": t_naive,
+        "baseline_note": f"timed on {naive_nets} network(s), scaled to {n_nets}",
+        "ratio": t_naive / t_kernel,
+        "achieved_gflops": achieved / 1e9,
+        "matmul_peak_gflops": peak / 1e9,
+        "fraction_of_peak": achieved / peak,
+        "goal": "fraction_of_peak >= 0.5 on CPU, >= 0.7 on GPU (width >= 1024)",
+    }
+
+
+def bench_mlp_gram(width: int = 2048, batch: int = 32, depth: int = 20, n_nets: int = 4, device=None) -> dict:
+    """The exact Gram-matrix path (pre-activations drawn as G chol(K)^T, no weight matrix)
+    against drawing the weights, for batch << width; both give the same statistics in law."""
+    from sigprop import ensemble
+
+    dev = runtime.device(device)
+    x = torch.randn(batch, width, generator=torch.Generator(device="cpu").manual_seed(0)).to(dev)
+    cfg = ensemble.MLPConfig(depth=depth, width=width, act="tanh", sigma_w=1.5, sigma_b=0.1, n_nets=n_nets)
+    out = {}
+
+    def run(method):
+        def f():
+            out[method] = ensemble.propagate_mlp(x, cfg, generator=torch.Generator(device="cpu").manual_seed(1),
+                                                 device=dev, method=method)
+        return f
+
+    t_w = _timed(run("weights"), dev, repeat=2)
+    t_g = _timed(run("gram"), dev, repeat=2)
+    qw, qg = out["weights"].q[-1].mean().item(), out["gram"].q[-1].mean().item()
+    return {
+        "name": "mlp_gram",
+        "what": f"{n_nets} tanh MLPs, width {width}, batch {batch}, depth {depth}, {dev.type}",
+        "kernel_s": t_g,
+        "baseline": "the same ensemble with its weight matrices drawn (method='weights')",
+        "baseline_s": t_w,
+        "baseline_note": f"last-layer q: weights {qw:.4f}, gram {qg:.4f} (same law, different draws)",
+        "ratio": t_w / t_g,
+        "goal": "ratio > 1 for batch << width",
+    }
+
+
+def bench_jacobian(width: int = 128, depth: int = 16, n_nets: int = 16, jacrev_nets: int = 4, device=None) -> dict:
+    """Exact input-output Jacobians of an ensemble by batched layer-by-layer products plus
+    singular values, against ``torch.func.jacrev`` applied to each network in turn."""
+    from sigprop import ensemble, spectra
+
+    dev = runtime.device(device)
+    cfg = ensemble.MLPConfig(depth=depth, width=width, act="tanh", sigma_w=1.2, sigma_b=0.1, n_nets=n_nets)
+    out = {}
+
+    def kernel():
+        gen = torch.Generator(device="cpu").manual_seed(2)
+        out["sv"] = spectra.jacobian_singular_values(cfg, generator=gen, device=dev)
+
+    t_kernel = _timed(kernel, dev, repeat=2)
+    # the same networks' parameters, for the baseline and the accuracy check
+    gen = torch.Generator(device="cpu").manual_seed(3)
+    params = ensemble.mlp_parameters(cfg, width, generator=gen, device=dev)
+    x = torch.randn(n_nets, width, generator=torch.Generator(device="cpu").manual_seed(4)).to(dev)
+    sv_kernel = spectra.jacobian_singular_values(cfg, x, parameters=params, device=dev)
+
+    def net_fn(k):
+        def f(v):
+            for w, b in params:
+                v = torch.tanh(w[k] @ v + (b[k] if b is not None else 0.0))
+            return v
+        return f
+
+    def baseline():
+        out["base"] = [torch.linalg.svdvals(torch.func.jacrev(net_fn(k))(x[k]).double()).cpu() for k in range(jacrev_nets)]
+
+    t_base = _timed(baseline, dev, repeat=1) * n_nets / jacrev_nets
+    err = max(float(((sv_kernel[k] - out["base"][k]).abs() / out["base"][k][0]).max()) for k in range(jacrev_nets))
+    return {
+        "name": "jacobian_spectra",
+        "what": f"singular values of {n_nets} tanh MLP Jacobians, width {width}, depth {depth}, {dev.type}",
+        "kernel_s": t_kernel,
+        "baseline": "torch.func.jacrev per network + svdvals",
+        "baseline_s": t_base,
+        "baseline_note": f"timed on {jacrev_nets} networks, scaled to {n_nets}",
+        "ratio": t_base / t_kernel,
+        "max_rel_err_singular_values": err,
+        "goal": "ratio > 1, same singular values",
+    }
+
+
+_MEMORY_CHILD = r"""
+import json, resource, sys, torch
+from sigprop import ensemble
+depth, width, dev = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+torch.set_num_threads(1)
+x = torch.randn(64, width)
+cfg = ensemble.MLPConfig(depth=depth, width=width, act="tanh", sigma_w=1.5, sigma_b=0.1, n_nets=4)
+ensemble.propagate_mlp(x, cfg, generator=torch.Generator().manual_seed(0), device=dev, backward=True)  # warm-up
+if dev.startswith("cuda"):
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+else:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+ensemble.propagate_mlp(x, cfg, generator=torch.Generator().manual_seed(0), device=dev, backward=True)
+if dev.startswith("cuda"):
+    peak = torch.cuda.max_memory_allocated() - before
+else:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"peak_bytes": peak, "baseline_bytes": before}))
+"""
+
+
+def bench_memory(depths=(50, 500), width: int = 256, device=None) -> dict:
+    """Peak memory of a forward + backward ensemble run (checkpointed backward) at two depths,
+    each in a fresh process. CPU: peak resident set size; GPU: peak allocated memory."""
+    import subprocess
+    import sys
+
+    dev = runtime.device(device)
+    rows = {}
+    times = {}
+    for d in depths:
+        t0 = time.perf_counter()
+        res = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(d), str(width), str(dev)],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+        times[d] = time.perf_counter() - t0
+        rows[d] = json.loads(res.stdout.strip().splitlines()[-1])["peak_bytes"]
+    lo, hi = min(depths), max(depths)
+    return {
+        "name": "memory",
+        "what": f"forward + backward of 4 tanh MLPs, width {width}, batch 64, {dev.type}: peak memory at depths {list(depths)}",
+        "kernel_s": times[hi],
+        "baseline": f"the same run at depth {lo}",
+        "baseline_s": times[lo],
+        "baseline_note": "; ".join(f"depth {d}: {rows[d] / 2**20:.0f} MiB" for d in depths),
+        "ratio": rows[hi] / rows[lo],
+        "peak_mib": {str(d): rows[d] / 2**20 for d in depths},
+        "goal": f"peak memory ratio (depth {hi} / depth {lo}) close to 1, not {hi / lo:.0f}",
+    }
+
+
+def bench_chapters(paths=None, timeout: int = 900) -> dict:
+    """Run time of every chapter notebook, top to bottom in a fresh kernel, at the current
+    scale (SIGPROP_SCALE; default small), on copies so the stored outputs stay as they are."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    paths = [Path(p) for p in paths] if paths else sorted((root / "book").glob("*.ipynb"))
+    per = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in paths:
+            dst = Path(tmp) / p.name
+            shutil.copy(p, dst)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, str(root / "tools" / "execute_notebooks.py"), str(dst), "--timeout", str(timeout)],
+                           check=True, capture_output=True, text=True, cwd=str(p.parent))
+            per[p.stem] = time.perf_counter() - t0
+            print(f"{'':>18}{p.stem}: {per[p.stem]:.0f} s", flush=True)
+    total = sum(per.values())
+    return {
+        "name": "chapters",
+        "what": f"every book notebook executed top to bottom, scale {runtime.scale()}, {runtime.device().type}",
+        "kernel_s": total,
+        "baseline": "goal: whole book <= 600 s on 2 CPU cores (small scale); <= 120 s per chapter on one H100 (paper)",
+        "baseline_s": 600.0,
+        "baseline_note": ", ".join(f"{k} {v:.0f} s" for k, v in per.items()),
+        "ratio": 600.0 / total,
+        "per_chapter_s": per,
+        "goal": "ratio >= 1 (small scale, CPU)",
+    }
+
+
+BENCHMARKS = {
+    "meanfield_grid": bench_meanfield_grid,
+    "mlp_forward": bench_mlp_forward,
+    "mlp_gram": bench_mlp_gram,
+    "jacobian_spectra": bench_jacobian,
+    "memory": bench_memory,
+    "chapters": bench_chapters,
+}
+# `chapters` executes the whole book (minutes): run it with --only chapters or --all.
+DEFAULT = [k for k in BENCHMARKS if k != "chapters"]
+
+
+def _print(rec: dict) -> None:
+    print(
+        f"{rec['name']:>16}: kernel {rec['kernel_s']:.3f} s | baseline {rec['baseline_s']:.2f} s "
+        f"({rec['baseline_note']}) | ratio {rec['ratio']:.2f}x | goal: {rec['goal']}",
+        flush=True,
+    )
+    for k, v in rec.items():
+        if k.startswith("max_rel_err"):
+            print(f"{'':>18}{k} = {v:.1e}")
+    if "fraction_of_peak" in rec:
+        print(f"{'':>18}achieved {rec['achieved_gflops']:.1f} GFLOP/s = {rec['fraction_of_peak']:.0%} of this "
+              f"device's batched matmul ({rec['matmul_peak_gflops']:.1f} GFLOP/s)")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=sorted(BENCHMARKS), action="append", help="run only these benchmarks")
+    ap.add_argument("--all", action="store_true", help="also time every chapter (executes the whole book)")
     ap.add_argument("--baseline-points", type=int, default=40, help="points on which the slow baseline is timed")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: sigprop.runtime.device())")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"), help="folder for the JSON table")
     args = ap.parse_args(argv)
     if args.baseline_points < 1:
@@ -106,20 +385,21 @@ def main(argv=None) -> int:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         **runtime.describe(),
     }
     records = []
-    for name in args.only or sorted(BENCHMARKS):
+    names = args.only or (list(BENCHMARKS) if args.all else DEFAULT)
+    for name in names:
         fn = BENCHMARKS[name]
-        rec = fn(baseline_points=args.baseline_points) if name == "meanfield_grid" else fn()
+        if name == "meanfield_grid":
+            rec = fn(baseline_points=args.baseline_points)
+        elif name == "chapters":
+            rec = fn()
+        else:
+            rec = fn(device=args.device)
         records.append(rec)
-        print(
-            f"{rec['name']:>16}: kernel {rec['kernel_s']:.3f} s | baseline {rec['baseline_s']:.1f} s "
-            f"({rec['baseline_note']}) | ratio {rec['ratio']:.0f}x | goal: {rec['goal']}"
-        )
-        for k, v in rec.items():
-            if k.startswith("max_rel_err"):
-                print(f"{'':>18}{k} = {v:.1e}")
+        _print(rec)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -16,3 +16,26 @@ def test_meanfield_benchmark_reports_ratio_and_accuracy(tmp_path):
     assert mod.main(["--only", "meanfield_grid", "--baseline-points", "2", "--out", str(tmp_path)]) == 0
     out = json.loads(next(tmp_path.glob("bench-*.json")).read_text())
     assert out["results"][0]["name"] == "meanfield_grid"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_ensemble_benchmarks_report_ratios_against_their_baselines():
+    mod = _bench()
+    rec = mod.bench_mlp_forward(width=64, batch=32, depth=3, n_nets=2, device="cpu")
+    assert rec["kernel_s"] > 0 and rec["baseline_s"] > 0 and 0 < rec["fraction_of_peak"]
+    rec = mod.bench_mlp_gram(width=128, batch=8, depth=3, n_nets=2, device="cpu")
+    assert rec["ratio"] > 0
+    rec = mod.bench_jacobian(width=16, depth=3, n_nets=4, jacrev_nets=2, device="cpu")
+    assert rec["max_rel_err_singular_values"] < 1e-4  # the same networks' singular values as jacrev's
+
+
+def test_memory_benchmark_measures_two_depths_in_fresh_processes():
+    rec = _bench().bench_memory(depths=(5, 50), width=32, device="cpu")
+    assert set(rec["peak_mib"]) == {"5", "50"}
+    assert rec["ratio"] < 1.5  # checkpointed backward: memory does not grow with depth

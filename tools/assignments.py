@@ -361,7 +361,10 @@ def solution_texts(nb) -> List[str]:
                 if d.name == "solution":
                     texts.extend(line.strip() for line in d.body
                                  if line.strip() and not re.match(r"^\s*(:\w[\w-]*:|`{3,}|~{3,}|:{3,})", line))
-    return [t for t in texts if len(t.strip()) >= 8]
+    # a line the student is given anyway (the stub's `def` line and docstring) is not solution text
+    given = {line.strip() for cell in nb.cells if cell.cell_type == "code"
+             and "raises-exception" in cell.get("metadata", {}).get("tags", []) for line in cell.source.splitlines()}
+    return [t for t in texts if len(t.strip()) >= 8 and t.strip() not in given]
 
 
 # --------------------------------------------------------------------------- command line
