@@ -229,3 +229,19 @@ def test_real_cifar_prefix_has_846_records_with_known_class_counts():
                          "dog", "frog", "horse", "ship", "truck"]
     assert "PARTIAL" in d.source and "846 of the 10000" in d.source
     assert "batches.meta.txt" in d.source
+
+
+def test_as_labelled_accepts_pairs_and_datasets_and_names_the_argument_on_bad_input():
+    import pytest
+    import torch
+    from sigprop.data import Dataset, as_labelled
+
+    x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 1, 0])
+    ds = Dataset(x, y, ["a", "b", "c"], "toy/test", "made here")
+    for data in ((x, y), ds):
+        xs, ys = as_labelled(data, flatten=True)
+        assert xs.shape == (5, 4) and ys.dtype == torch.int64
+    for bad, what in [(x, "train must be a pair"), ((x, y[:-1]), "train: inputs must be"),
+                      ((x.long(), y), "floating point"), ((x, y.double()), "labels"), ((x, y - 1), "labels")]:
+        with pytest.raises(ValueError, match=what):
+            as_labelled(bad, "train")

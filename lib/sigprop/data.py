@@ -39,7 +39,7 @@ from . import runtime
 __all__ = [
     "Dataset", "ChecksumError", "load", "load_mnist", "load_cifar10", "load_digits",
     "read_idx", "read_cifar10_bin", "download_file", "data_root",
-    "class_balanced_subset", "standardize", "NAMES",
+    "class_balanced_subset", "standardize", "as_labelled", "NAMES",
 ]
 
 Tensor = torch.Tensor
@@ -87,6 +87,45 @@ class Dataset:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+
+def as_labelled(data, name: str = "data", flatten: bool = False) -> Tuple[Tensor, Tensor]:
+    """``(inputs, labels)`` from a :class:`Dataset` or a pair ``(x, y)``, checked.
+
+    The one place where the training functions (:mod:`sigprop.train`,
+    :mod:`sigprop.trainability`) accept labelled data.  ``x`` must be floating point of
+    shape ``(N, ...)`` with ``N >= 1``; ``y`` integer class labels ``>= 0`` of shape ``(N,)``,
+    returned as int64.  With ``flatten=True`` the inputs come back as ``(N, features)``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` (the caller's argument), if ``data`` is neither a Dataset nor a
+        pair, if the shapes disagree, if ``x`` is not floating point, or if ``y`` does not
+        hold non-negative integer labels.
+    """
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        x, y = data.images, data.labels
+    else:
+        try:
+            x, y = data
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a pair (inputs, labels) or a sigprop.data.Dataset; "
+                             f"got {type(data).__name__}") from None
+    try:
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: inputs and labels must be tensors (or convertible to tensors)") from None
+    if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] < 1:
+        raise ValueError(f"{name}: inputs must be (N, ...) and labels (N,) with N >= 1; "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: inputs must be floating point; got {x.dtype}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or bool((y < 0).any()):
+        raise ValueError(f"{name}: labels must be integer class indices >= 0; got dtype {y.dtype}")
+    if flatten:
+        x = x.reshape(x.shape[0], -1)
+    return x, y.to(torch.int64)
 
 
 def data_root(root: Optional[PathLike] = None) -> Path:

@@ -46,6 +46,7 @@ from torch import nn
 
 from . import activations as _activations
 from . import init as _init
+from . import data as _data
 from . import runtime
 
 Tensor = torch.Tensor
@@ -174,21 +175,9 @@ def make_mlp(
 
 
 def _as_pair(data, name: str, device) -> Tuple[Tensor, Tensor]:
-    """(inputs, integer labels) from a tuple or a :class:`sigprop.data.Dataset`."""
-    if hasattr(data, "images") and hasattr(data, "labels"):
-        x, y = data.images, data.labels
-    else:
-        try:
-            x, y = data
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a pair (inputs, labels) or a sigprop.data.Dataset; got {type(data).__name__}") from None
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise ValueError(f"{name}: inputs and labels must be tensors")
-    if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] < 1:
-        raise ValueError(f"{name}: inputs must be (N, ...) and labels (N,) with N >= 1; got {tuple(x.shape)} and {tuple(y.shape)}")
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
-        raise ValueError(f"{name}: labels must be integer class indices; got dtype {y.dtype}")
-    return x.to(device), y.to(device=device, dtype=torch.int64)
+    """(inputs, integer labels) on ``device``, from a tuple or a :class:`sigprop.data.Dataset`."""
+    x, y = _data.as_labelled(data, name)
+    return x.to(device), y.to(device)
 
 
 @torch.no_grad()

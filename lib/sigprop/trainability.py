@@ -56,6 +56,7 @@ import torch.nn.functional as F
 
 from . import activations as _acts
 from . import init as _init
+from . import data as _data
 from . import runtime
 
 Tensor = torch.Tensor
@@ -92,21 +93,7 @@ def _scales(values, name: str) -> Tensor:
 
 
 def _xy(data, name: str) -> Tuple[Tensor, Tensor]:
-    if hasattr(data, "images") and hasattr(data, "labels"):
-        x, y = data.images, data.labels
-    else:
-        try:
-            x, y = data
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a sigprop.data.Dataset or a pair (x, y); got {type(data).__name__}") from None
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0] or x.shape[0] < 1:
-        raise ValueError(f"{name}: x must be (N, features...) and y (N,) with N >= 1; got {tuple(x.shape)} and {tuple(y.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name}: x must be floating point; got {x.dtype}")
-    if y.is_floating_point() or y.is_complex() or bool((y < 0).any()):
-        raise ValueError(f"{name}: y must hold integer class labels >= 0")
-    return x.reshape(x.shape[0], -1), y.to(torch.int64)
+    return _data.as_labelled(data, name, flatten=True)
 
 
 # --------------------------------------------------------------------------- #
