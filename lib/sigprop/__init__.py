@@ -9,6 +9,7 @@ Modules (one concept each):
 * :mod:`sigprop.ensemble` -- many random networks at once, statistics on the fly;
 * :mod:`sigprop.train` -- models from an initialization, a seeded training loop;
 * :mod:`sigprop.spectra` -- singular values of input-output Jacobians, their theory;
+* :mod:`sigprop.resnet_meanfield` -- residual networks: mean field and the effective cumulant;
 * :mod:`sigprop.trainability` -- many small networks trained at once, over (sigma_w, depth) grids;
 * :mod:`sigprop.stats` -- moments, KS distance, correlations, effective rank;
 * :mod:`sigprop.data` -- MNIST, CIFAR-10, digits from their official files;
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = ["activations", "gaussian", "meanfield", "init", "ensemble", "stats", "data", "runtime", "plotting", "train", "spectra", "trainability",
             "exercises", "explore", "diagnosis", "diagnose"]
+__all__ += ["resnet_meanfield"]
 
 
 def __getattr__(name):
@@ -40,4 +42,8 @@ def __getattr__(name):
         from .diagnosis import diagnose
 
         return diagnose
+    if name == "resnet_meanfield":  # residual-network mean field (chapter 6)
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'sigprop' has no attribute {name!r}")

@@ -91,3 +91,4 @@ HIST_KEYS = _common.HIST_KEYS
 __all__ = ["MLPConfig", "MLPTrace", "propagate_mlp", "mlp_parameters", "C_MAX", "HIST_KEYS"]
 __all__ += ["SignalNoiseConfig", "SignalNoiseTrace", "propagate_signal_noise", "signal_noise_parameters",
             "prepare_inputs"]
+from .resnet import ResNetConfig, ResNetTrace, make_resnet, propagate_resnet, resnet_parameters
