@@ -259,6 +259,117 @@ def bench_jacobian(width: int = 128, depth: int = 16, n_nets: int = 16, jacrev_n
     }
 
 
+def _sn_sizes(dev: torch.device) -> dict:
+    if dev.type == "cuda":
+        return {"width": 128, "batch": 64, "depth": 20, "n_real": 16}
+    return {"width": 64, "batch": 16, "depth": 6, "n_real": 4}
+
+
+def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_real: int = 1, device=None) -> dict:
+    """``propagate_signal_noise`` (vanilla conv-ReLU nets, 3x3 circular convolutions, signal and
+    noise, moments every layer) against the device's own grouped-convolution throughput at
+    the same sizes, and against a per-realization loop of ``nn.Conv2d`` layers with the noise
+    pushed by ``torch.func.jvp`` (what one writes without the library)."""
+    import torch.nn.functional as F
+    from sigprop.ensemble import SignalNoiseConfig, propagate_signal_noise
+
+    dev = runtime.device(device)
+    s = _sn_sizes(dev)
+    width, batch = width or s["width"], batch or s["batch"]
+    depth, n_real = depth or s["depth"], n_real or s["n_real"]
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32, generator=g)
+    cfg = SignalNoiseConfig("vanilla", depth=depth, width=width, n_real=n_real)
+    hw = 16 * 16  # after the stride-2 stem
+    flops = 2.0 * 9 * width * width * hw * (2 * batch) * n_real * depth  # signal and noise, the 3x3 layers
+
+    def kernel():
+        propagate_signal_noise(x, cfg, generator=torch.Generator(device="cpu").manual_seed(1), device=dev,
+                               threads=None)
+
+    a = torch.randn(2 * batch, n_real * width, 16, 16, device=dev)
+    w = torch.randn(n_real * width, width, 3, 3, device=dev)
+    t_peak = _timed(lambda: F.conv2d(a, w, padding=1, groups=n_real), dev)
+    peak = 2.0 * 9 * width * width * hw * (2 * batch) * n_real / t_peak
+    t_kernel = _timed(kernel, dev, repeat=2)
+
+    def naive():
+        xs = x.to(dev)
+        for _ in range(naive_real):
+            stem = torch.nn.Conv2d(3, width, 3, stride=2, padding=1, padding_mode="circular", bias=False, device=dev)
+            convs = [torch.nn.Conv2d(width, width, 3, padding=1, padding_mode="circular", bias=False, device=dev)
+                     for _ in range(depth)]
+            for c in convs:
+                torch.nn.init.normal_(c.weight, std=math.sqrt(2.0 / (9 * width)))
+            rec = []
+            with torch.no_grad():
+                sig, noise = torch.func.jvp(stem, (xs,), (torch.randn_like(xs),))
+                for c in convs:
+                    sig, noise = torch.func.jvp(lambda t: torch.relu(c(t)), (sig,), (noise,))
+                    sd, nd = sig.double(), noise.double()
+                    cm = sd.mean(dim=(0, 2, 3), keepdim=True)
+                    rec.append((sd.abs().mean(), sd.square().mean(), (sd - cm).square().mean(),
+                                (sd - cm).pow(4).mean(), nd.square().mean()))
+
+    t_naive = _timed(naive, dev, repeat=1) * n_real / naive_real
+    achieved = flops / t_kernel
+    return {
+        "name": "signal_noise",
+        "what": f"{n_real} vanilla conv nets, width {width}, batch {batch}, depth {depth}, 16x16, {dev.type}, float32",
+        "kernel_s": t_kernel,
+        "baseline": "per-realization nn.Conv2d loop with torch.func.jvp for the noise",
+        "baseline_s": t_naive,
+        "baseline_note": f"timed on {naive_real} realization(s), scaled to {n_real}",
+        "ratio": t_naive / t_kernel,
+        "achieved_gflops": achieved / 1e9,
+        "matmul_peak_gflops": peak / 1e9,
+        "fraction_of_peak": achieved / peak,
+        "goal": "fraction_of_peak >= 0.5 (peak: this device's grouped conv2d at the same sizes)",
+    }
+
+
+def bench_resnet_jacobian(width: int = 128, depth: int = 32, n_nets: int = 8, jacrev_nets: int = 2, device=None) -> dict:
+    """Singular values of exact residual-network Jacobians (``sigprop.spectra``) against
+    ``torch.func.jacrev`` of the same networks, one at a time."""
+    from sigprop import ensemble, spectra
+
+    dev = runtime.device(device)
+    cfg = ensemble.ResNetConfig(depth=depth, width=width, act="tanh", sigma_w=1.0, sigma_b=0.1, n_nets=n_nets)
+    params = ensemble.resnet_parameters(cfg, generator=torch.Generator(device="cpu").manual_seed(3), device=dev)
+    x = torch.randn(n_nets, width, generator=torch.Generator(device="cpu").manual_seed(4)).to(dev)
+    out = {}
+
+    def kernel():
+        gen = torch.Generator(device="cpu").manual_seed(3)  # the same networks as `params`
+        out["sv"] = spectra.resnet_jacobian_singular_values(cfg, x, generator=gen, device=dev)
+
+    t_kernel = _timed(kernel, dev, repeat=2)
+
+    def net_fn(k):
+        def f(v):
+            for w, b in params:
+                v = v + torch.tanh(w[k] @ v + b[k])
+            return v
+        return f
+
+    def baseline():
+        out["base"] = [torch.linalg.svdvals(torch.func.jacrev(net_fn(k))(x[k]).double()).cpu() for k in range(jacrev_nets)]
+
+    t_base = _timed(baseline, dev, repeat=1) * n_nets / jacrev_nets
+    err = max(float(((out["sv"][k].cpu() - out["base"][k]).abs() / out["base"][k][0]).max()) for k in range(jacrev_nets))
+    return {
+        "name": "resnet_jacobian",
+        "what": f"singular values of {n_nets} tanh residual-net Jacobians, width {width}, depth {depth}, {dev.type}",
+        "kernel_s": t_kernel,
+        "baseline": "torch.func.jacrev per network + svdvals",
+        "baseline_s": t_base,
+        "baseline_note": f"timed on {jacrev_nets} networks, scaled to {n_nets}",
+        "ratio": t_base / t_kernel,
+        "max_rel_err_singular_values": err,
+        "goal": "ratio > 1, same singular values",
+    }
+
+
 _MEMORY_CHILD = r"""
 import json, resource, sys, torch
 from sigprop import ensemble
@@ -350,6 +461,8 @@ BENCHMARKS = {
     "mlp_forward": bench_mlp_forward,
     "mlp_gram": bench_mlp_gram,
     "jacobian_spectra": bench_jacobian,
+    "signal_noise": bench_signal_noise,
+    "resnet_jacobian": bench_resnet_jacobian,
     "memory": bench_memory,
     "chapters": bench_chapters,
 }

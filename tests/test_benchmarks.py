@@ -39,3 +39,11 @@ def test_memory_benchmark_measures_two_depths_in_fresh_processes():
     rec = _bench().bench_memory(depths=(5, 50), width=32, device="cpu")
     assert set(rec["peak_mib"]) == {"5", "50"}
     assert rec["ratio"] < 1.5  # checkpointed backward: memory does not grow with depth
+
+
+def test_signal_noise_and_resnet_jacobian_benchmarks_run_against_their_baselines():
+    mod = _bench()
+    rec = mod.bench_signal_noise(width=8, batch=4, depth=2, n_real=2, device="cpu")
+    assert rec["kernel_s"] > 0 and rec["baseline_s"] > 0 and rec["fraction_of_peak"] > 0
+    rec = mod.bench_resnet_jacobian(width=16, depth=4, n_nets=2, jacrev_nets=2, device="cpu")
+    assert rec["max_rel_err_singular_values"] < 1e-4  # the same networks as jacrev's
