@@ -334,21 +334,9 @@ def box_muller_activation(kind: str = "odd") -> _acts.Activation:
     """
     if kind not in ("odd", "positive"):
         raise ValueError(f"kind must be 'odd' or 'positive'; got {kind!r}")
-    s2 = math.sqrt(2.0)
-    inv = 1.0 / math.sqrt(2.0 * math.pi)
-    if kind == "odd":
-        def fn(x):
-            return s2 * torch.sin(math.pi * (torch.special.ndtr(x) - 0.5))
+    from . import gaussian_preact as _gp  # the general-theta families; theta = 2 is their closed form
 
-        def deriv(x):
-            return s2 * math.pi * inv * torch.exp(-0.5 * x * x) * torch.cos(math.pi * (torch.special.ndtr(x) - 0.5))
-    else:
-        def fn(x):
-            return s2 * torch.sin(0.5 * math.pi * torch.special.ndtr(x))
-
-        def deriv(x):
-            return s2 * 0.5 * math.pi * inv * torch.exp(-0.5 * x * x) * torch.cos(0.5 * math.pi * torch.special.ndtr(x))
-    return _acts.Activation(f"box_muller_{kind}", fn, deriv, smooth=True, odd=(kind == "odd"))
+    return _gp.activation(2.0, kind)
 
 
 def sample_weibull2(shape: Sequence[int], generator: Optional[torch.Generator] = None,
@@ -364,14 +352,12 @@ def sample_weibull2(shape: Sequence[int], generator: Optional[torch.Generator] =
     ValueError
         If ``shape`` has a negative entry.
     """
+    from . import gaussian_preact as _gp
+
     shape = tuple(int(s) for s in shape)
     if any(s < 0 for s in shape):
         raise ValueError(f"shape must have non-negative entries; got {shape}")
-    dev = generator.device if generator is not None and device is None else device
-    u = torch.rand(shape, generator=generator, device=dev, dtype=torch.float64)
-    e = -torch.log1p(-u)
-    sign = torch.where(torch.rand(shape, generator=generator, device=dev, dtype=torch.float64) < 0.5, -1.0, 1.0)
-    return (sign * torch.sqrt(e)).to(dtype)
+    return _gp.weibull_sample(shape, 2.0, generator=generator, device=device, dtype=dtype)
 
 
 class ExactEOC(NamedTuple):
