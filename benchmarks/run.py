@@ -373,52 +373,60 @@ def bench_resnet_jacobian(width: int = 128, depth: int = 32, n_nets: int = 8, ja
 _MEMORY_CHILD = r"""
 import json, resource, sys, torch
 from sigprop import ensemble
-depth, width, dev = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+depth, width, dev, bwd = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 torch.set_num_threads(1)
-x = torch.randn(64, width)
-cfg = ensemble.MLPConfig(depth=depth, width=width, act="tanh", sigma_w=1.5, sigma_b=0.1, n_nets=4)
-ensemble.propagate_mlp(x, cfg, generator=torch.Generator().manual_seed(0), device=dev, backward=True)  # warm-up
+x = torch.randn(128, width)
+small = ensemble.MLPConfig(depth=2, width=width, act="tanh", sigma_w=1.5, sigma_b=0.1, n_nets=4)
+ensemble.propagate_mlp(x, small, generator=torch.Generator().manual_seed(0), device=dev, backward=bwd)  # warm-up
 if dev.startswith("cuda"):
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
 else:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-ensemble.propagate_mlp(x, cfg, generator=torch.Generator().manual_seed(0), device=dev, backward=True)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+cfg = ensemble.MLPConfig(depth=depth, width=width, act="tanh", sigma_w=1.5, sigma_b=0.1, n_nets=4)
+ensemble.propagate_mlp(x, cfg, generator=torch.Generator().manual_seed(0), device=dev, backward=bwd)
 if dev.startswith("cuda"):
-    peak = torch.cuda.max_memory_allocated() - before
+    peak = torch.cuda.max_memory_allocated()
 else:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"peak_bytes": peak, "baseline_bytes": before}))
+print(json.dumps({"peak_bytes": peak, "increment_bytes": peak - base}))
 """
 
 
-def bench_memory(depths=(50, 500), width: int = 256, device=None) -> dict:
-    """Peak memory of a forward + backward ensemble run (checkpointed backward) at two depths,
-    each in a fresh process. CPU: peak resident set size; GPU: peak allocated memory."""
+def bench_memory(depths=(50, 500), width: int = 512, device=None) -> dict:
+    """Peak memory of an ensemble run at two depths, each in a fresh process: forward
+    statistics alone (no layer is kept: flat in depth), and forward + backward (the backward
+    pass recomputes segments between sqrt(L) checkpoints: memory grows like sqrt(L)).
+    CPU: peak resident set size, and its increase over a depth-2 run in the same process;
+    GPU: peak allocated memory."""
     import subprocess
     import sys
 
     dev = runtime.device(device)
-    rows = {}
-    times = {}
-    for d in depths:
-        t0 = time.perf_counter()
-        res = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(d), str(width), str(dev)],
-                             capture_output=True, text=True, check=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-        times[d] = time.perf_counter() - t0
-        rows[d] = json.loads(res.stdout.strip().splitlines()[-1])["peak_bytes"]
     lo, hi = min(depths), max(depths)
+    inc, times = {}, {}
+    for bwd in ("0", "1"):
+        for d in depths:
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(d), str(width), str(dev), bwd],
+                                 capture_output=True, text=True, check=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+            times[bwd, d] = time.perf_counter() - t0
+            rec = json.loads(res.stdout.strip().splitlines()[-1])
+            inc[bwd, d] = (rec["increment_bytes"] if dev.type == "cpu" else rec["peak_bytes"]) / 2**20
+    stored = 2 * 4 * 128 * width * 4 * hi / 2**20
     return {
         "name": "memory",
-        "what": f"forward + backward of 4 tanh MLPs, width {width}, batch 64, {dev.type}: peak memory at depths {list(depths)}",
-        "kernel_s": times[hi],
-        "baseline": f"the same run at depth {lo}",
-        "baseline_s": times[lo],
-        "baseline_note": "; ".join(f"depth {d}: {rows[d] / 2**20:.0f} MiB" for d in depths),
-        "ratio": rows[hi] / rows[lo],
-        "peak_mib": {str(d): rows[d] / 2**20 for d in depths},
-        "goal": f"peak memory ratio (depth {hi} / depth {lo}) close to 1, not {hi / lo:.0f}",
+        "what": f"4 tanh MLPs, width {width}, batch 128, {dev.type}: memory above a depth-2 run at depths {lo} and {hi}",
+        "kernel_s": times["0", hi],
+        "baseline": f"the same run at depth {lo}; ratio = memory of keeping every layer / forward memory at depth {hi}",
+        "baseline_s": times["0", lo],
+        "baseline_note": (f"forward: {inc['0', lo]:.0f} -> {inc['0', hi]:.0f} MiB; forward+backward: "
+                          f"{inc['1', lo]:.0f} -> {inc['1', hi]:.0f} MiB (sqrt({hi}/{lo}) = {math.sqrt(hi / lo):.2f}); "
+                          f"keeping every layer's h and x would take {stored:.0f} MiB at depth {hi}"),
+        "ratio": stored / max(inc["0", hi], 1.0),
+        "increment_mib": {f"{'backward' if b == '1' else 'forward'}@{d}": v for (b, d), v in inc.items()},
+        "goal": f"forward: only the per-layer statistics grow with depth; backward: growth about sqrt({hi}/{lo})",
     }
 
 
