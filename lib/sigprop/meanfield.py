@@ -217,7 +217,10 @@ def _grid_moments(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor):
         moments = lambda q: _moments_q(a, q)
         return _newton_q_star(a, sw, sb, q0, 1e-13, moments), moments
     q_hi = max(float(q0.max()), float((sw**2).max()) * 10 + float((sb**2).max()) + 10, 10.0)
-    table = _MomentTable(a, 1e-6, min(q_hi, 1e4), sw.device)
+    # Every iterate stays above sigma_b^2 (V(q) >= sigma_b^2), so the table need not reach
+    # further down; points outside it are integrated exactly anyway.
+    q_lo = min(max(1e-6, 0.5 * float((sb**2).min())), 0.5 * float(q0.min()))
+    table = _MomentTable(a, max(q_lo, 1e-6), min(q_hi, 1e4), sw.device)
     return _newton_q_star(a, sw, sb, q0, 1e-13, table), table
 
 
