@@ -10,6 +10,8 @@ Modules (one concept each):
 * :mod:`sigprop.train` -- models from an initialization, a seeded training loop;
 * :mod:`sigprop.spectra` -- singular values of input-output Jacobians, their theory;
 * :mod:`sigprop.resnet_meanfield` -- residual networks: mean field and the effective cumulant;
+* :mod:`sigprop.critique` -- the edge of chaos under scrutiny: finite width, counterexamples, exact EOC;
+* :mod:`sigprop.gaussian_preact` -- symmetric Weibull weights and activations with Gaussian pre-activations;
 * :mod:`sigprop.trainability` -- many small networks trained at once, over (sigma_w, depth) grids;
 * :mod:`sigprop.stats` -- moments, KS distance, correlations, effective rank;
 * :mod:`sigprop.data` -- MNIST, CIFAR-10, digits from their official files;
@@ -23,18 +25,15 @@ from . import activations, gaussian, init, meanfield, runtime, stats  # noqa: F4
 
 __version__ = "0.1.0"
 
-__all__ = ["activations", "gaussian", "meanfield", "init", "ensemble", "stats", "data", "runtime", "plotting", "train", "spectra", "trainability",
-            "exercises", "explore", "diagnosis", "diagnose"]
-__all__ += ["resnet_meanfield"]
+_LAZY = ("ensemble", "data", "plotting", "train", "spectra", "trainability", "exercises", "explore",
+         "diagnosis", "resnet_meanfield", "critique", "gaussian_preact")
+
+__all__ = ["activations", "gaussian", "meanfield", "init", "stats", "runtime", *_LAZY, "diagnose"]
 
 
 def __getattr__(name):
-    # ensemble, data, plotting, train, spectra and trainability import heavier dependencies; load on first use
-    if name in ("ensemble", "data", "plotting", "train", "spectra", "trainability"):
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in ("exercises", "explore", "diagnosis"):
+    # these modules import heavier dependencies (scipy, matplotlib, ...): load on first use
+    if name in _LAZY:
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
@@ -42,8 +41,4 @@ def __getattr__(name):
         from .diagnosis import diagnose
 
         return diagnose
-    if name == "resnet_meanfield":  # residual-network mean field (chapter 6)
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'sigprop' has no attribute {name!r}")
