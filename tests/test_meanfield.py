@@ -201,3 +201,25 @@ def test_chi_c_and_xi_c_take_scalars_in_the_chaotic_phase():
     assert mf.chi_c("tanh", sw, sb) == pytest.approx(float(grid[0]), rel=1e-12)
     assert mf.xi_c("tanh", sw, sb) == pytest.approx(-1 / math.log(float(grid[0])), rel=1e-12)
     assert isinstance(mf.xi_c("tanh", sw, sb), float)
+
+
+def test_divergent_lengths_are_found_fast_and_agree_with_the_relu_closed_form():
+    """Unbounded activations with sigma_w^2 c_inf > 1 diverge; the tail test stops the climb
+    early (it took ~26 s for this grid when lengths were followed up to 1e8), and the
+    classification matches relu's closed form q* = sigma_b^2 / (1 - sigma_w^2/2)."""
+    import time
+
+    sw = torch.linspace(0.1, 4.0, 60, dtype=torch.float64)
+    sb = torch.linspace(0.05, 2.0, 60, dtype=torch.float64)
+    t0 = time.perf_counter()
+    pd = mf.phase_diagram("relu", sw, sb)
+    assert time.perf_counter() - t0 < 15.0
+    SW, SB = torch.meshgrid(sw, sb, indexing="ij")
+    diverges = SW**2 > 2
+    assert bool(torch.isinf(pd.q_star[diverges]).all())
+    exact = SB[~diverges] ** 2 / (1 - SW[~diverges] ** 2 / 2)
+    assert torch.allclose(pd.q_star[~diverges], exact, rtol=1e-8)
+    # one point, exact path: also fast, also infinite
+    t0 = time.perf_counter()
+    assert math.isinf(mf.q_star("gelu", 2.5, 0.1))
+    assert time.perf_counter() - t0 < 2.0

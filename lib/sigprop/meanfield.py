@@ -220,13 +220,37 @@ def _grid_moments(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor):
     # Every iterate stays above sigma_b^2 (V(q) >= sigma_b^2), so the table need not reach
     # further down; points outside it are integrated exactly anyway.
     q_lo = min(max(1e-6, 0.5 * float((sb**2).min())), 0.5 * float(q0.min()))
-    table = _MomentTable(a, max(q_lo, 1e-6), min(q_hi, 1e4), sw.device)
+    q_top = min(q_hi, 1e4)
+    c_inf = _tail_ratio(a)
+    if math.isfinite(c_inf) and c_inf > 0 and float((sw**2).max()) * c_inf > 1:
+        # some lengths may diverge: cover the climb up to the tail test of _newton_q_star
+        q_top = max(q_top, 2.5 * _Q_TAIL * max(1.0, float(q0.max())))
+    table = _MomentTable(a, max(q_lo, 1e-6), q_top, sw.device)
     return _newton_q_star(a, sw, sb, q0, 1e-13, table), table
 
 
 def _solve_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float = 1e-13) -> Tensor:
     """Fixed point of the length map reached from q0 (see :func:`q_star`)."""
     return _grid_moments(a, sw, sb, q0)[0]
+
+
+# Climbing lengths beyond this (times max(1, q0)) are tested for divergence by the tail test.
+_Q_TAIL = 1e4
+
+
+def _tail_ratio(a: Activation) -> float:
+    r""":math:`c_\infty = \lim_{q\to\infty} \mathbb E\,\phi(\sqrt q z)^2/q = (\alpha_+^2 + \alpha_-^2)/2` when
+    :math:`\phi` has linear tails :math:`\phi(u) \approx \alpha_\pm u` (relu, gelu, swish, selu, linear, abs, ...);
+    0 for bounded activations; ``nan`` when the tails are neither (then no tail test is made).
+    Read from :math:`\phi(u)/u` at :math:`u = \pm 10^6` and :math:`\pm 10^7`, which must agree."""
+    u = torch.tensor([1e6, 1e7, -1e6, -1e7], dtype=torch.float64)
+    with torch.no_grad():
+        r = (a.fn(u) / u).tolist()
+    if not all(math.isfinite(v) for v in r):
+        return math.nan
+    if abs(r[0] - r[1]) > 1e-4 * (1 + abs(r[0])) or abs(r[2] - r[3]) > 1e-4 * (1 + abs(r[2])):
+        return math.nan
+    return 0.5 * (r[1] ** 2 + r[3] ** 2)
 
 
 def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float, moments) -> Tensor:
@@ -242,6 +266,8 @@ def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float
     lo = q.clone()
     hi = None
     active = torch.arange(q.numel(), device=q.device)
+    c_inf = _tail_ratio(a)
+    tail_div = sw2 * c_inf > 1 + 1e-6 if math.isfinite(c_inf) and c_inf > 0 else None
     for _ in range(_MAX_ITER):
         if active.numel() == 0:
             break
@@ -257,6 +283,12 @@ def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float
         done |= d == 0
         gone_zero = (d < 0) & (qa <= 1e-12 * scale0[active])
         gone_inf = (d > 0) & (qa >= _Q_INF * scale0[active])
+        if tail_div is not None:
+            # Linear tails and sigma_w^2 c_inf > 1: once the climbing length is large and the map
+            # still grows faster than the identity there (sigma_w^2 E phi^2 / q > 1), V(q) - q only
+            # grows further: the length diverges. Saves climbing to _Q_INF with ever finer quadrature.
+            big = qa >= _Q_TAIL * torch.clamp(scale0[active], min=1.0)
+            gone_inf |= (d > 0) & big & tail_div[active] & (w2 * e2 > qa * (1 + 1e-9))
         done &= ~gone_inf  # beyond _Q_INF the quadrature is not trusted to certify a root
         before = g * d > 0
         lo_a = torch.where(before, qa, lo[active])
@@ -295,7 +327,10 @@ def q_star(act: ActLike, sigma_w: Param, sigma_b: Param, q0: Param = 1.0):
     Solved by safeguarded Newton iterations that stay on the side from which
     the (monotone) iteration approaches, so the root found is the one the
     network actually converges to.  Returns ``inf`` when :math:`q^l` diverges
-    (e.g. relu with :math:`\sigma_w^2 > 2`) and 0 when it decays to zero
+    (e.g. relu with :math:`\sigma_w^2 > 2`: for activations with linear tails
+    :math:`\phi(u) \approx \alpha_\pm u`, a climbing length beyond :math:`10^4 \max(1, q_0)`
+    with :math:`\sigma_w^2 (\alpha_+^2 + \alpha_-^2)/2 > 1` and :math:`\mathcal V(q) > q` is declared
+    divergent; otherwise lengths are followed up to :math:`10^8 q_0`) and 0 when it decays to zero
     (e.g. tanh with :math:`\sigma_b = 0,\ \sigma_w \le 1`).
 
     Raises
