@@ -79,6 +79,7 @@ from .ensemble import MLPConfig
 from .ensemble._common import _draw_seeds
 from .ensemble.mlp import _Layers
 from .gaussian import expect
+from .resnet_meanfield import _as_t
 
 Tensor = torch.Tensor
 Param = Union[float, int, Tensor, np.ndarray]
@@ -407,15 +408,7 @@ _RESNET_QUAD_NODES = 96
 
 def _check_cumulant(a) -> Tensor:
     """The effective cumulant as a float64 tensor; ValueError unless finite and > 0."""
-    if isinstance(a, bool):
-        raise ValueError(f"a (the effective cumulant) must be a finite number > 0; got {a!r}")
-    try:
-        t = a.detach().to(torch.float64) if isinstance(a, Tensor) else torch.as_tensor(np.asarray(a, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise ValueError(f"a (the effective cumulant) must be a finite number > 0 (or a tensor of them); got {a!r}") from None
-    if t.is_complex() or not bool(torch.all(torch.isfinite(t))) or bool(torch.any(t <= 0)):
-        raise ValueError(f"a (the effective cumulant) must be finite and > 0 (0 < a < inf); got {a!r}")
-    return t
+    return _as_t(a, "a (the effective cumulant)", low=0.0, strict=True)
 
 
 def _check_points(x, name: str) -> Tensor:
@@ -796,25 +789,13 @@ def resnet_input_output_jacobian(
     """
     from .ensemble import resnet as _res
 
-    _res._check_config(config)
-    _init._check_dtype(dtype)
-    dev = _res._device(device)
-    layers = _res._Layers(config, _draw_seeds(generator, config.depth), dev, dtype)
+    layers, x = _res._prepare(config, x, generator, device, dtype)
     n, k = config.width, config.n_nets
-    if x is None:
-        x = _res._default_input(config, generator, dev, dtype)
-    else:
-        x = _res._check_input(x, config).to(dev, dtype).expand(k, n)
     act = config.activation
-    jac = torch.eye(n, device=dev, dtype=dtype).expand(k, n, n).clone()
+    jac = torch.eye(n, device=x.device, dtype=dtype).expand(k, n, n).clone()
     with torch.no_grad():
-        for l in range(1, config.depth + 1):
-            w, b = layers.params(l)
-            h = torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)
-            if b is not None:
-                h = h + b
+        for w, h, _x in _res._walk(config, layers, x):
             jac = jac + act.deriv(h).unsqueeze(-1) * torch.bmm(w, jac)
-            x = x + act.fn(h)
     return jac
 
 

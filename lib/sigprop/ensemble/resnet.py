@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -225,6 +225,31 @@ class ResNetTrace:
         return self.c.sum(0)
 
 
+def _prepare(config: ResNetConfig, x, generator, device, dtype) -> Tuple[_Layers, Tensor]:
+    """Checks, the layer sampler and the input ``(n_nets, N)``: the layer seeds are drawn from
+    ``generator`` first, then the default input, so that every caller sees the same networks."""
+    _check_config(config)
+    _init._check_dtype(dtype)
+    dev = _device(device)
+    layers = _Layers(config, _draw_seeds(generator, config.depth), dev, dtype)
+    if x is None:
+        return layers, _default_input(config, generator, dev, dtype)
+    return layers, _check_input(x, config).to(dev, dtype).expand(config.n_nets, config.width)
+
+
+def _walk(config: ResNetConfig, layers: _Layers, x: Tensor) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
+    r"""The forward pass :math:`h^l = W^l x^{l-1} + b^l`, :math:`x^l = x^{l-1} + \phi(h^l)`:
+    yields ``(W^l, h^l, x^l)`` for :math:`l = 1, \dots, L`, one layer alive at a time."""
+    act = config.activation
+    for l in range(1, config.depth + 1):
+        w, b = layers.params(l)
+        h = torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)
+        if b is not None:
+            h = h + b
+        x = x + act.fn(h)
+        yield w, h, x
+
+
 def propagate_resnet(
     config: ResNetConfig,
     x: Optional[Tensor] = None,
@@ -260,22 +285,13 @@ def propagate_resnet(
     ValueError
         For a bad ``config``, ``x`` or ``dtype``.
     """
-    _check_config(config)
-    _init._check_dtype(dtype)
-    dev = _device(device)
-    layers = _Layers(config, _draw_seeds(generator, config.depth), dev, dtype)
-    x = _default_input(config, generator, dev, dtype) if x is None else _check_input(x, config).to(dev, dtype).expand(config.n_nets, config.width)
+    layers, x = _prepare(config, x, generator, device, dtype)
     x0 = x.clone()
     act = config.activation
     var_scale = config.sigma_w**2 / config.depth  # N Var(W_ij)
     rows = {k: [] for k in "qpmc"}
     with torch.no_grad():
-        for l in range(1, config.depth + 1):
-            w, b = layers.params(l)
-            h = torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)
-            if b is not None:
-                h = h + b
-            x = x + act.fn(h)
+        for _w, h, x in _walk(config, layers, x):
             rows["q"].append(h.square().mean(-1))
             rows["p"].append(x.square().mean(-1))
             rows["m"].append(x.mean(-1))
