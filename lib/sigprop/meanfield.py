@@ -177,7 +177,9 @@ class _MomentTable:
     grid of fixed-point problems shares one table of 1-D integrals and its cost no
     longer grows with the number of grid points.  Points outside the table fall back
     to exact quadrature.  The interpolation error (measured against the exact path in
-    ``tests/test_meanfield.py``) is below 1e-10 relative with the default knots."""
+    ``tests/test_meanfield.py``) is below 1e-10 relative for E phi^2 and about 1e-9 for
+    the slope and E phi'^2 with the default knots, which is the noise level of the
+    quadrature itself where its panel count changes with q."""
 
     def __init__(self, a: Activation, q_lo: float, q_hi: float, device, knots_per_e: int = 160):
         from scipy.interpolate import CubicSpline
@@ -189,22 +191,44 @@ class _MomentTable:
         vals = _moments_q(a, torch.exp(grid))
         x = grid.numpy()
         self.h = float(x[1] - x[0])
-        self.coefs = [torch.as_tensor(CubicSpline(x, y.numpy()).c, dtype=torch.float64, device=device) for y in vals]
+        # Per interval, the cubic coefficients side by side, so one gather fetches all a point
+        # needs: (knots - 1, 2, 4) for the length map's pair, (knots - 1, 4) for E phi'^2.
+        c = np.stack([CubicSpline(x, y.numpy()).c for y in vals]).transpose(2, 0, 1)  # (knots-1, 3, 4)
+        self.pair = torch.as_tensor(c[:, :2].copy(), dtype=torch.float64, device=device)
+        self.d2 = torch.as_tensor(c[:, 2].copy(), dtype=torch.float64, device=device)
 
-    def __call__(self, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def _locate(self, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         lq = torch.log(torch.clamp(q, min=1e-300))
         inside = (lq >= self.lo) & (lq <= self.hi)
         t = torch.clamp(lq, self.lo, self.hi) - self.lo
-        i = torch.clamp((t / self.h).floor().long(), 0, self.coefs[0].shape[1] - 1)
-        dx = t - i.to(t.dtype) * self.h  # (a long tensor times a float would be float32)
-        vals = [((c[0, i] * dx + c[1, i]) * dx + c[2, i]) * dx + c[3, i] for c in self.coefs]
-        if not inside.all():
+        i = torch.clamp((t / self.h).floor().long(), 0, self.d2.shape[0] - 1)
+        return i, t - i.to(t.dtype) * self.h, inside  # (a long tensor times a float would be float32)
+
+    @staticmethod
+    def _horner(c: Tensor, dx: Tensor) -> Tensor:
+        return ((c[..., 0] * dx + c[..., 1]) * dx + c[..., 2]) * dx + c[..., 3]
+
+    def _exact_outside(self, q: Tensor, inside: Tensor, vals, which) -> None:
+        if not bool(inside.all()):
             out = (~inside).nonzero().squeeze(-1)
             exact = _moments_q(self.a, q[out])
-            vals = [v.clone() for v in vals]
-            for v, e in zip(vals, exact):
-                v[out] = e
-        return vals[0], vals[1], vals[2]
+            for v, k in zip(vals, which):
+                v[out] = exact[k]
+
+    def length_moments(self, q: Tensor) -> Tuple[Tensor, Tensor]:
+        """E phi^2 and its q-derivative: all the length map's Newton iteration needs."""
+        i, dx, inside = self._locate(q)
+        v = self._horner(self.pair[i], dx.unsqueeze(-1))
+        vals = (v[:, 0].contiguous(), v[:, 1].contiguous())
+        self._exact_outside(q, inside, vals, (0, 1))
+        return vals
+
+    def __call__(self, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        i, dx, inside = self._locate(q)
+        v = self._horner(self.pair[i], dx.unsqueeze(-1))
+        vals = (v[:, 0].contiguous(), v[:, 1].contiguous(), self._horner(self.d2[i], dx))
+        self._exact_outside(q, inside, vals, (0, 1, 2))
+        return vals
 
 
 # Grids larger than this are solved on a shared table of Gaussian moments.
@@ -215,7 +239,7 @@ def _grid_moments(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor):
     """q* and the moment function used to find it (exact, or a table for large grids)."""
     if sw.numel() < _TABLE_MIN_POINTS:
         moments = lambda q: _moments_q(a, q)
-        return _newton_q_star(a, sw, sb, q0, 1e-13, moments), moments
+        return _newton_q_star(a, sw, sb, q0, 1e-13, lambda q: moments(q)[:2]), moments
     q_hi = max(float(q0.max()), float((sw**2).max()) * 10 + float((sb**2).max()) + 10, 10.0)
     # Every iterate stays above sigma_b^2 (V(q) >= sigma_b^2), so the table need not reach
     # further down; points outside it are integrated exactly anyway.
@@ -226,7 +250,7 @@ def _grid_moments(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor):
         # some lengths may diverge: cover the climb up to the tail test of _newton_q_star
         q_top = max(q_top, 2.5 * _Q_TAIL * max(1.0, float(q0.max())))
     table = _MomentTable(a, max(q_lo, 1e-6), q_top, sw.device)
-    return _newton_q_star(a, sw, sb, q0, 1e-13, table), table
+    return _newton_q_star(a, sw, sb, q0, 1e-13, table.length_moments), table
 
 
 def _solve_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float = 1e-13) -> Tensor:
@@ -236,6 +260,9 @@ def _solve_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float 
 
 # Climbing lengths beyond this (times max(1, q0)) are tested for divergence by the tail test.
 _Q_TAIL = 1e4
+# While climbing with no bracket yet, a Newton step may go at most this factor beyond
+# max(V(q), 2q): near a tangency (V'(q) close to 1) Newton leaps far past the root.
+_CLIMB_CAP = 2.0
 
 
 def _tail_ratio(a: Activation) -> float:
@@ -253,70 +280,78 @@ def _tail_ratio(a: Activation) -> float:
     return 0.5 * (r[1] ** 2 + r[3] ** 2)
 
 
-def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float, moments) -> Tensor:
+def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float, length_moments) -> Tensor:
     """Safeguarded Newton on g(q) = V(q) - q from q0, staying on the side the
     length-map iteration approaches from (V is increasing, so the iteration is
-    monotone and converges to the first fixed point in the direction of g(q0))."""
+    monotone and converges to the first fixed point in the direction of g(q0)).
+
+    ``length_moments(q)`` returns E phi(sqrt q z)^2 and its q-derivative.  The unfinished
+    points are kept as one (9, k) block, compacted in a single gather whenever some finish."""
     shape = sw.shape
     sw2, sb2 = (sw**2).reshape(-1), (sb**2).reshape(-1)
-    q = q0.expand(shape).reshape(-1).clone()
-    scale0 = q.clone()
+    q = q0.expand(shape).reshape(-1).to(sw2)
+    n = q.numel()
     out = torch.full_like(q, float("nan"))
-    direction = None
-    lo = q.clone()
-    hi = None
-    active = torch.arange(q.numel(), device=q.device)
+    q0f = q0.reshape(-1)
+    if bool((q0f == q0f[0]).all()):  # one starting length (the usual q0 = 1): its moments once
+        e2, slope = (m.expand(n) for m in length_moments(q0f[:1].to(q)))
+    else:
+        e2, slope = length_moments(q)
+    d = torch.sign(sw2 * e2 + sb2 - q)
     c_inf = _tail_ratio(a)
-    tail_div = sw2 * c_inf > 1 + 1e-6 if math.isfinite(c_inf) and c_inf > 0 else None
+    tail_test = math.isfinite(c_inf) and c_inf > 0
+    tail_div = (sw2 * c_inf > 1 + 1e-6).to(q) if tail_test else torch.zeros_like(q)
+    # Rows: q, sigma_w^2, sigma_b^2, direction, q0, bracket end behind (lo), bracket end ahead (hi),
+    # tail-divergence flag, index into the grid.  Descending lengths never pass below sigma_b^2
+    # (V(q) >= sigma_b^2): that floor closes the bracket ahead, so no Newton step overshoots it.
+    hi = torch.where(d > 0, torch.full_like(q, math.inf), sb2)
+    state = torch.stack([q, sw2, sb2, d, q, q, hi, tail_div, torch.arange(n, device=q.device).to(q)])
+    first = True
     for _ in range(_MAX_ITER):
-        if active.numel() == 0:
+        if state.shape[1] == 0:
             break
-        qa, w2, b2 = q[active], sw2[active], sb2[active]
-        e2, slope, _ = moments(qa)
-        g = w2 * e2 + b2 - qa
+        qa, w2, b2, d, s0, lo, hi, td, idx = state.unbind(0)
+        if not first:
+            e2, slope = length_moments(qa)
+        first = False
+        v = w2 * e2 + b2
+        g = v - qa
         dg = w2 * slope - 1
-        if direction is None:
-            direction = torch.sign(g)
-            hi = torch.where(direction > 0, torch.full_like(q, math.inf), torch.zeros_like(q))
-        d = direction[active]
-        done = g.abs() <= tol * torch.clamp(qa, min=1e-300)
-        done |= d == 0
-        gone_zero = (d < 0) & (qa <= 1e-12 * scale0[active])
-        gone_inf = (d > 0) & (qa >= _Q_INF * scale0[active])
-        if tail_div is not None:
+        done = (g.abs() <= tol * torch.clamp(qa, min=1e-300)) | (d == 0)
+        gone_zero = (d < 0) & (qa <= 1e-12 * s0)
+        gone_inf = (d > 0) & (qa >= _Q_INF * s0)
+        if tail_test:
             # Linear tails and sigma_w^2 c_inf > 1: once the climbing length is large and the map
             # still grows faster than the identity there (sigma_w^2 E phi^2 / q > 1), V(q) - q only
             # grows further: the length diverges. Saves climbing to _Q_INF with ever finer quadrature.
-            big = qa >= _Q_TAIL * torch.clamp(scale0[active], min=1.0)
-            gone_inf |= (d > 0) & big & tail_div[active] & (w2 * e2 > qa * (1 + 1e-9))
+            big = qa >= _Q_TAIL * torch.clamp(s0, min=1.0)
+            gone_inf |= (d > 0) & big & (td > 0) & (w2 * e2 > qa * (1 + 1e-9))
         done &= ~gone_inf  # beyond _Q_INF the quadrature is not trusted to certify a root
         before = g * d > 0
-        lo_a = torch.where(before, qa, lo[active])
-        hi_a = torch.where(~before & ~done, qa, hi[active])
+        lo = torch.where(before, qa, lo)
+        hi = torch.where(~before & ~done, qa, hi)
         newton = qa - g / torch.where(dg != 0, dg, torch.full_like(dg, -1.0))
+        finite_hi = torch.isfinite(hi)
+        climbing_free = (d > 0) & ~finite_hi
+        newton = torch.where(climbing_free, torch.minimum(newton, _CLIMB_CAP * torch.maximum(v, 2 * qa)), newton)
         # Inside the bracket (lo, hi) in the direction of travel?
-        inside = ((newton - lo_a) * d > 0) & ((hi_a - newton) * d > 0)
-        finite_hi = torch.isfinite(hi_a)
-        fallback = torch.where(
-            finite_hi,
-            0.5 * (lo_a + hi_a),
-            # no bracket yet: take at least the plain iteration, doubled when climbing
-            torch.where(d > 0, torch.maximum(w2 * e2 + b2, 2 * qa), w2 * e2 + b2),
-        )
-        # A plain iteration from the 'before' side is always safe; prefer Newton.
-        new_q = torch.where(inside, newton, fallback)
-        new_q = torch.clamp(new_q, min=0.0)
-        out_idx = active[done]
-        out[out_idx] = qa[done]
-        out[active[gone_zero & ~done]] = 0.0
-        out[active[gone_inf & ~done]] = math.inf
-        keep = ~(done | gone_zero | gone_inf)
-        lo[active] = lo_a
-        hi[active] = hi_a
-        q[active] = torch.where(keep, new_q, qa)
-        active = active[keep]
-    if active.numel():
-        out[active] = q[active]  # not converged within _MAX_ITER: best iterate
+        inside = ((newton - lo) * d > 0) & ((hi - newton) * d > 0)
+        # otherwise bisect, or with no bracket yet take at least the plain iteration, doubled when
+        # climbing (a plain iteration from the 'before' side is always safe)
+        fallback = torch.where(finite_hi, 0.5 * (lo + hi), torch.where(d > 0, torch.maximum(v, 2 * qa), v))
+        new_q = torch.clamp(torch.where(inside, newton, fallback), min=0.0)
+        finished = done | gone_zero | gone_inf
+        if bool(finished.any()):
+            val = torch.where(done, qa, torch.where(gone_zero, torch.zeros_like(qa), torch.full_like(qa, math.inf)))
+            f = finished.nonzero().squeeze(-1)
+            out[idx[f].long()] = val[f]
+        state[0].copy_(new_q)  # (qa is a view of this row: read above, overwritten only now)
+        state[5].copy_(lo)
+        state[6].copy_(hi)
+        if bool(finished.any()):
+            state = state[:, (~finished).nonzero().squeeze(-1)]
+    if state.shape[1]:
+        out[state[8].long()] = state[0]  # not converged within _MAX_ITER: best iterate
     return out.reshape(shape)
 
 
