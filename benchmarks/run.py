@@ -12,6 +12,7 @@ the record says), their ratio, and the accuracy of the kernel against the baseli
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -265,9 +266,11 @@ def _sn_sizes(dev: torch.device) -> dict:
     return {"width": 64, "batch": 16, "depth": 6, "n_real": 4}
 
 
-def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_real: int = 1, device=None) -> dict:
-    """``propagate_signal_noise`` (vanilla conv-ReLU nets, 3x3 circular convolutions, signal and
-    noise, moments every layer) against the device's own grouped-convolution throughput at
+def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_real: int = 1, device=None,
+                       arch: str = "vanilla") -> dict:
+    """``propagate_signal_noise`` (conv-ReLU nets of architecture ``arch``: vanilla, batch-normalized
+    feedforward ``bn_ff`` or batch-normalized residual ``bn_res``; 3x3 circular convolutions, signal
+    and noise, moments every layer) against the device's own grouped-convolution throughput at
     the same sizes, and against a per-realization loop of ``nn.Conv2d`` layers with the noise
     pushed by ``torch.func.jvp`` (what one writes without the library)."""
     import torch.nn.functional as F
@@ -279,9 +282,10 @@ def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_re
     depth, n_real = depth or s["depth"], n_real or s["n_real"]
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.rand(batch, 3, 32, 32, generator=g)
-    cfg = SignalNoiseConfig("vanilla", depth=depth, width=width, n_real=n_real)
+    cfg = SignalNoiseConfig(arch, depth=depth, width=width, n_real=n_real)
+    eps = cfg.epsilon
     hw = 16 * 16  # after the stride-2 stem
-    flops = 2.0 * 9 * width * width * hw * (2 * batch) * n_real * depth  # signal and noise, the 3x3 layers
+    flops = 2.0 * 9 * width * width * hw * (2 * batch) * n_real * cfg.n_conv  # signal and noise, the 3x3 convs
 
     def kernel():
         propagate_signal_noise(x, cfg, generator=torch.Generator(device="cpu").manual_seed(1), device=dev,
@@ -293,29 +297,50 @@ def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_re
     peak = 2.0 * 9 * width * width * hw * (2 * batch) * n_real / t_peak
     t_kernel = _timed(kernel, dev, repeat=2)
 
+    def bn(sig, noise):  # the signal's batch statistics, applied to both (test-mode BN for the noise)
+        m = sig.mean(dim=(0, 2, 3), keepdim=True)
+        inv = torch.rsqrt(sig.var(dim=(0, 2, 3), keepdim=True, unbiased=False) + eps)
+        return (sig - m) * inv, noise * inv
+
+    def record(rec, sig, noise):
+        sd, nd = sig.double(), noise.double()
+        cm = sd.mean(dim=(0, 2, 3), keepdim=True)
+        rec.append((sd.abs().mean(), sd.square().mean(), (sd - cm).square().mean(),
+                    (sd - cm).pow(4).mean(), nd.square().mean()))
+
     def naive():
         xs = x.to(dev)
         for _ in range(naive_real):
             stem = torch.nn.Conv2d(3, width, 3, stride=2, padding=1, padding_mode="circular", bias=False, device=dev)
             convs = [torch.nn.Conv2d(width, width, 3, padding=1, padding_mode="circular", bias=False, device=dev)
-                     for _ in range(depth)]
+                     for _ in range(cfg.n_conv)]
             for c in convs:
                 torch.nn.init.normal_(c.weight, std=math.sqrt(2.0 / (9 * width)))
             rec = []
             with torch.no_grad():
                 sig, noise = torch.func.jvp(stem, (xs,), (torch.randn_like(xs),))
-                for c in convs:
-                    sig, noise = torch.func.jvp(lambda t: torch.relu(c(t)), (sig,), (noise,))
-                    sd, nd = sig.double(), noise.double()
-                    cm = sd.mean(dim=(0, 2, 3), keepdim=True)
-                    rec.append((sd.abs().mean(), sd.square().mean(), (sd - cm).square().mean(),
-                                (sd - cm).pow(4).mean(), nd.square().mean()))
+                if arch == "bn_res":
+                    for u in range(depth):
+                        fs, fn = sig, noise
+                        for c in convs[u * cfg.res_depth:(u + 1) * cfg.res_depth]:
+                            fs, fn = bn(fs, fn)
+                            fs, fn = torch.func.jvp(lambda t: c(torch.relu(t)), (fs,), (fn,))
+                        sig, noise = sig + fs, noise + fn
+                        record(rec, sig, noise)
+                else:
+                    for c in convs:
+                        sig, noise = torch.func.jvp(c, (sig,), (noise,))
+                        if arch == "bn_ff":
+                            sig, noise = bn(sig, noise)
+                        sig, noise = torch.func.jvp(torch.relu, (sig,), (noise,))
+                        record(rec, sig, noise)
 
     t_naive = _timed(naive, dev, repeat=1) * n_real / naive_real
     achieved = flops / t_kernel
     return {
-        "name": "signal_noise",
-        "what": f"{n_real} vanilla conv nets, width {width}, batch {batch}, depth {depth}, 16x16, {dev.type}, float32",
+        "name": "signal_noise" if arch == "vanilla" else f"signal_noise_{arch}",
+        "what": (f"{n_real} {arch} conv nets, width {width}, batch {batch}, depth {depth}"
+                 f"{f' units of {cfg.res_depth} blocks' if arch == 'bn_res' else ''}, 16x16, {dev.type}, float32"),
         "kernel_s": t_kernel,
         "baseline": "per-realization nn.Conv2d loop with torch.func.jvp for the noise",
         "baseline_s": t_naive,
@@ -325,6 +350,62 @@ def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_re
         "matmul_peak_gflops": peak / 1e9,
         "fraction_of_peak": achieved / peak,
         "goal": "fraction_of_peak >= 0.5 (peak: this device's grouped conv2d at the same sizes)",
+    }
+
+
+def bench_resnet_forward(width: int = 1024, depth: int = 16, n_nets: int = 8, naive_nets: int = 2, device=None) -> dict:
+    """``propagate_resnet`` (one input per network, per-layer q, p, m and cumulant terms) against
+    drawing the same weights alone (the floor: a matrix-vector product per layer does less work
+    than sampling its matrix), and against a per-network loop of ``nn.Linear`` residual blocks
+    with forward hooks computing the same statistics."""
+    from sigprop import ensemble
+
+    dev = runtime.device(device)
+    cfg = ensemble.ResNetConfig(depth=depth, width=width, act="tanh", sigma_w=1.0, sigma_b=0.1, n_nets=n_nets)
+
+    def kernel():
+        ensemble.propagate_resnet(cfg, generator=torch.Generator(device="cpu").manual_seed(1), device=dev)
+
+    def draws():
+        g = torch.Generator(device=dev).manual_seed(1)
+        for _ in range(depth):
+            torch.randn((n_nets, width, width), generator=g, device=dev)
+
+    t_kernel = _timed(kernel, dev, repeat=2)
+    t_floor = _timed(draws, dev, repeat=2)
+    x = torch.randn(width, generator=torch.Generator(device="cpu").manual_seed(0)).to(dev)
+    std = cfg.weight_std
+
+    def naive():
+        for _ in range(naive_nets):
+            blocks = []
+            for _l in range(depth):
+                lin = torch.nn.Linear(width, width, device=dev)
+                torch.nn.init.normal_(lin.weight, std=std)
+                torch.nn.init.normal_(lin.bias, std=0.1)
+                blocks.append(lin)
+            rec = []
+            with torch.no_grad():
+                v = x
+                for lin in blocks:
+                    h = lin(v)
+                    v = v + torch.tanh(h)
+                    d = 1 - torch.tanh(h).square()
+                    rec.append((h.square().mean(), v.square().mean(), v.mean(), std**2 * width * d.square().mean()))
+
+    t_naive = _timed(naive, dev, repeat=1) * n_nets / naive_nets
+    return {
+        "name": "resnet_forward",
+        "what": f"{n_nets} tanh residual MLPs, width {width}, depth {depth}, one input each, {dev.type}, float32",
+        "kernel_s": t_kernel,
+        "baseline": "per-network loop of nn.Linear residual blocks with the same statistics",
+        "baseline_s": t_naive,
+        "baseline_note": (f"timed on {naive_nets} networks, scaled to {n_nets}; drawing the weights alone "
+                          f"takes {t_floor:.3f} s = {t_floor / t_kernel:.0%} of the kernel's time"),
+        "ratio": t_naive / t_kernel,
+        "weight_draw_s": t_floor,
+        "fraction_of_floor": t_floor / t_kernel,
+        "goal": "ratio > 1; time close to drawing the weights (matrix-vector products are memory-bound)",
     }
 
 
@@ -470,6 +551,9 @@ BENCHMARKS = {
     "mlp_gram": bench_mlp_gram,
     "jacobian_spectra": bench_jacobian,
     "signal_noise": bench_signal_noise,
+    "signal_noise_bn_ff": functools.partial(bench_signal_noise, arch="bn_ff"),
+    "signal_noise_bn_res": functools.partial(bench_signal_noise, arch="bn_res"),
+    "resnet_forward": bench_resnet_forward,
     "resnet_jacobian": bench_resnet_jacobian,
     "memory": bench_memory,
     "chapters": bench_chapters,
@@ -489,7 +573,7 @@ def _print(rec: dict) -> None:
             print(f"{'':>18}{k} = {v:.1e}")
     if "fraction_of_peak" in rec:
         print(f"{'':>18}achieved {rec['achieved_gflops']:.1f} GFLOP/s = {rec['fraction_of_peak']:.0%} of this "
-              f"device's batched matmul ({rec['matmul_peak_gflops']:.1f} GFLOP/s)")
+              f"device's peak at the same sizes ({rec['matmul_peak_gflops']:.1f} GFLOP/s)")
 
 
 def main(argv=None) -> int:

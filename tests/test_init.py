@@ -190,3 +190,14 @@ def test_weight_variance_matches_torch_nn_init_conventions():
     torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=gen(1))
     assert w.var().item() == pytest.approx(init.weight_variance("he_normal", 600, 400), rel=0.02)
     assert np.isclose(init.weight_variance("he_uniform", 600, 400), 2 / 600)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [7, 1000])
+def test_one_pass_normal_draw_equals_randn_times_std(dtype, n):
+    """init._sample and the residual-net layers draw N(0, std^2) with normal_(0, std) in one
+    pass; on the CPU these are bit for bit the numbers randn(...) * std gave before."""
+    std = 0.37
+    a = torch.randn((3, n), generator=torch.Generator().manual_seed(11), dtype=dtype) * std
+    b = torch.empty((3, n), dtype=dtype).normal_(0.0, std, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(a, b)

@@ -147,8 +147,8 @@ def _sample(kind: str, dims, std_or_bound: float, generator, device, dtype) -> T
     dev = _resolve_device(device, generator)
     gen_dev = generator.device if generator is not None else dev
     if kind == "normal":
-        w = torch.randn(dims, generator=generator, device=gen_dev, dtype=dtype)
-        w.mul_(std_or_bound)
+        # one pass: the same numbers as randn(...) * std, without a second sweep over the tensor
+        w = torch.empty(dims, device=gen_dev, dtype=dtype).normal_(0.0, std_or_bound, generator=generator)
     else:
         w = torch.rand(dims, generator=generator, device=gen_dev, dtype=dtype)
         w.mul_(2 * std_or_bound).sub_(std_or_bound)

@@ -127,7 +127,8 @@ class _Layers:
         g = _seeded(self.seeds[layer - 1], self.device)
         shape = (c.n_nets, c.width, c.width)
         if c.init == "gaussian":
-            w = torch.randn(shape, generator=g, device=self.device, dtype=self.dtype) * c.weight_std
+            # (the same numbers as randn(shape) * weight_std, in one pass)
+            w = torch.empty(shape, device=self.device, dtype=self.dtype).normal_(0.0, c.weight_std, generator=g)
         else:
             w = _init.orthogonal(shape, generator=g, device=self.device, dtype=self.dtype, gain=c.sigma_w / math.sqrt(c.depth))
         if c.sigma_b == 0:
