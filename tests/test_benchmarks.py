@@ -3,6 +3,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,8 +38,13 @@ def test_ensemble_benchmarks_report_ratios_against_their_baselines():
 
 
 def test_memory_benchmark_measures_two_depths_in_fresh_processes():
+    # A large resident set in this (parent) process must not hide the children's increments:
+    # ru_maxrss once inherited the parent's size at fork and reported 0 MiB everywhere.
+    ballast = torch.ones(64 * 2**20 // 4 * 4)  # 256 MiB, touched
     rec = _bench().bench_memory(depths=(5, 50), width=256, device="cpu")
+    del ballast
     assert set(rec["increment_mib"]) == {"forward@5", "forward@50", "backward@5", "backward@50"}
+    assert all(v > 0.5 for v in rec["increment_mib"].values()), rec["increment_mib"]
     # keeping every layer's h and x at depth 50 would take 50 MiB; the forward pass keeps none
     assert rec["increment_mib"]["forward@50"] < 20
 

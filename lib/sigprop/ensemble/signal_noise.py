@@ -526,25 +526,36 @@ def _relu_(p: Tensor, batch: int) -> None:
     s.clamp_(min=0)
 
 
-def _moments(p: Tensor, batch: int, log_sx: Tensor, log_sd: Tensor) -> Tensor:
-    """``(5, R)`` float64: nu1(|x|), nu2(x), mu2(x), mu4(x), mu2(dx), in the true scale."""
+def _moments(p: Tensor, batch: int, log_sx: Tensor, log_sd: Tensor, nonneg: bool = False) -> Tensor:
+    """``(5, R)`` float64: nu1(|x|), nu2(x), mu2(x), mu4(x), mu2(dx), in the true scale.
+
+    Four passes over the signal: its sum, the centred squares, their squares, and |x| (none
+    where the signal is known to be non-negative, after a ReLU: then nu1 is the mean).  The
+    raw second moment comes from the centred one per channel, in float64:
+    E x^2 = E (x - m)^2 + 2 m (E x - m) + m^2 with m the float32 mean used for centring."""
     r, n = p.shape[-2:]
     s = p[:batch].reshape(-1, r * n)
     d = p[batch:].reshape(-1, r * n)
     count = s.shape[0]
 
-    def avg(t: Tensor) -> Tensor:  # per-channel sums -> mean over samples and channels, per realization
-        return (_colsum(t) / count).reshape(r, n).mean(-1)
+    def per_channel(t: Tensor) -> Tensor:  # float64 mean over samples, per (realization, channel)
+        return _colsum(t) / count
 
-    mean = (_colsum(s) / count).to(s.dtype)
-    nu1, nu2 = avg(s.abs()), avg(s.square())
+    def avg(v: Tensor) -> Tensor:  # mean over channels, per realization
+        return v.reshape(r, n).mean(-1)
+
+    mean64 = per_channel(s)
+    mean = mean64.to(s.dtype)
+    m = mean.to(_F64)
     c2 = (s - mean).square_()
-    mu2 = avg(c2)
-    mu4 = avg(c2.square_())
+    mu2c = per_channel(c2)
+    mu4 = avg(per_channel(c2.square_()))
     del c2
-    mu2n = avg(d.square())
+    nu2 = avg(mu2c + 2 * m * (mean64 - m) + m * m)
+    nu1 = avg(mean64) if nonneg else avg(per_channel(s.abs()))
+    mu2n = avg(per_channel(d.square()))
     ex, ed = torch.exp(log_sx), torch.exp(log_sd)
-    return torch.stack([nu1 * ex, nu2 * ex**2, mu2 * ex**2, mu4 * ex**4, mu2n * ed**2])
+    return torch.stack([nu1 * ex, nu2 * ex**2, avg(mu2c) * ex**2, mu4 * ex**4, mu2n * ed**2])
 
 
 def _rescale_(p: Tensor, batch: int, which: slice, second_moment: Tensor, log_s: Tensor) -> None:
@@ -796,8 +807,8 @@ def _propagate_chunk(xc, nc, config, seeds, dev, dtype, reff_layers, callback):
             noi = q[b:].permute(3, 0, 4, 1, 2) * torch.exp(log_sd).to(q.dtype)[:, None, None, None, None]
             callback(layer, site, sig, noi)
 
-    def record(layer, site, q):
-        m = _moments(q, b, log_sx, log_sd)
+    def record(layer, site, q, nonneg=False):
+        m = _moments(q, b, log_sx, log_sd, nonneg)
         mom[layer - 1, site_index[site]] = m
         if site == config.reff_site and layer in reff_at:
             reff_s[reff_at[layer]], reff_n[reff_at[layer]] = _reff(q, b)
@@ -824,7 +835,7 @@ def _propagate_chunk(xc, nc, config, seeds, dev, dtype, reff_layers, callback):
                 _bn_(p, b, eps)
                 record(layer, "z", p)
             _relu_(p, b)
-            m = record(layer, "out", p)
+            m = record(layer, "out", p, nonneg=True)
         else:
             skip = p
             q = p.clone()
@@ -834,7 +845,7 @@ def _propagate_chunk(xc, nc, config, seeds, dev, dtype, reff_layers, callback):
                     record(layer, "z", q)
                 _relu_(q, b)
                 if block == 1:
-                    record(layer, "x", q)
+                    record(layer, "x", q, nonneg=True)
                 q = _conv(q, weight(conv_i, n, config.sigma_w2), 1)
                 conv_i += 1
                 if block == 1:
