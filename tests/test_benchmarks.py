@@ -12,6 +12,8 @@ def test_meanfield_benchmark_reports_ratio_and_accuracy(tmp_path):
     spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    rec = mod.bench_gaussian_expect(n=500, baseline_points=3)
+    assert rec["ratio"] > 1 and rec["max_rel_err"] < 1e-8
     rec = mod.bench_meanfield_grid(n=60, baseline_points=3)
     assert rec["ratio"] > 1 and rec["kernel_s"] > 0
     assert rec["max_rel_err_q_star"] < 1e-8 and rec["max_rel_err_chi_1"] < 1e-7
