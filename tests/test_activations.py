@@ -60,3 +60,30 @@ def test_closed_form_kernels_at_equal_arguments():
     assert float(activations.get("abs").kernel(q, q, q)) == pytest.approx(2.0)
     ref = 2 / math.pi * math.asin(4 / 5)  # E erf(u)^2 = (2/pi) arcsin(2q/(1+2q))
     assert float(activations.get("erf").kernel(q, q, q)) == pytest.approx(ref)
+
+
+@pytest.mark.parametrize("name", activations.available())
+def test_declared_tails_are_constant_or_linear_beyond_tail_from(name):
+    """Activation.tail_from lets Gaussian quadrature widen its panels beyond |u| > U; that is
+    only exact if phi is affine there and phi' constant (to ~1e-16 of their size)."""
+    a = activations.get(name)
+    if a.tail_from is None:
+        pytest.skip("no tail claim")
+    for sign in (1.0, -1.0):
+        u = sign * a.tail_from * torch.tensor([1.0, 1.5, 3.0, 10.0, 100.0], dtype=torch.float64)
+        d = a.deriv(u)
+        assert torch.allclose(d, d[-1].expand_as(d), rtol=0, atol=1e-15), (sign, d)
+        p = a.fn(u)
+        # phi(u) - phi(U) = phi'(U) (u - U) on an affine tail
+        lin = p[0] + d[-1] * (u - u[0])
+        assert torch.allclose(p, lin, rtol=1e-14, atol=1e-15), (sign, p - lin)
+
+
+def test_tail_from_must_be_positive_and_beyond_the_breakpoints():
+    kw = dict(smooth=False, breakpoints=(0.0, 2.0), overwrite=True)
+    with pytest.raises(ValueError, match="tail_from"):
+        activations.register("tail_test", torch.relu, lambda x: (x > 0).double(), tail_from=1.0, **kw)
+    with pytest.raises(ValueError, match="tail_from"):
+        activations.register("tail_test", torch.relu, lambda x: (x > 0).double(), tail_from=float("nan"), **kw)
+    act = activations.register("tail_test", torch.relu, lambda x: (x > 0).double(), tail_from=3.0, **kw)
+    assert act.tail_from == 3.0

@@ -88,3 +88,52 @@ def test_bad_inputs_raise_value_error():
         gaussian.hermite_expect(torch.tanh, 1.0, n=1000)
     with pytest.raises(ValueError, match="nodes"):
         gaussian.QuadratureRule(nodes=0)
+
+
+def test_graded_panels_match_closed_forms_at_any_q():
+    """With tail_from, panels widen geometrically beyond |u| > U: exact at q up to 1e10, where
+    the uniform rule (capped at 8192 panels) has lost accuracy."""
+    q = torch.logspace(-3, 10, 27, dtype=torch.float64)
+    relu = activations.get("relu")
+    got = gaussian.expect(lambda u: relu.fn(u) ** 2, q, breakpoints=relu.breakpoints, tail_from=relu.tail_from)
+    assert torch.allclose(got, q / 2, rtol=1e-13, atol=0)
+    erf = activations.get("erf")
+    got = gaussian.expect(lambda u: erf.fn(u) ** 2, q, tail_from=erf.tail_from)
+    exact = (2 / math.pi) * torch.asin(2 * q / (1 + 2 * q))
+    assert torch.allclose(got, exact, rtol=1e-12, atol=0)
+    uniform = gaussian.expect(lambda u: erf.fn(u) ** 2, q)
+    assert float(((uniform - exact) / exact).abs().max()) > 1e-8  # what the graded rule fixes
+
+
+@pytest.mark.parametrize("name", SMOOTH + KINKED)
+def test_graded_panels_agree_with_uniform_panels_and_need_few_of_them(name):
+    act = activations.get(name)
+    q = torch.logspace(-3, 5, 60, dtype=torch.float64)
+
+    def f(u, z):
+        p, d = act.fn(u), act.deriv(u)
+        return p * p, p * d * z, d * d
+
+    uni = gaussian.expect(f, q, breakpoints=act.breakpoints, with_z=True)
+    gra = gaussian.expect(f, q, breakpoints=act.breakpoints, with_z=True, tail_from=act.tail_from)
+    for a, b in zip(uni, gra):
+        # the uniform rule's own error reaches ~3e-9 (tanh'^2 at q ~ 1e4-1e6); the graded one is closer to exact
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-300)
+    n_core, n_grad, _ = gaussian._graded_plan(torch.tensor([100.0]), gaussian.DEFAULT_1D, act.tail_from)
+    assert n_core + 2 * int(n_grad) <= 120  # instead of 8192 panels at q = 1e8
+
+
+def test_graded_tanh_derivative_moment_against_mpmath():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 30
+    for qv in (8.0, 5551.0, 1e6):
+        s = mpmath.sqrt(qv)
+        h = lambda z: mpmath.sech(s * z) ** 4 * mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)
+        ref = float(mpmath.quad(h, [-mpmath.inf] + [k / float(s) for k in range(-40, 41, 2)] + [mpmath.inf]))
+        got = float(gaussian.expect(lambda u: (1 - torch.tanh(u) ** 2) ** 2, qv, tail_from=20.0))
+        assert got == pytest.approx(ref, rel=1e-10)
+
+
+def test_tail_from_must_be_a_positive_number():
+    with pytest.raises(ValueError, match="tail_from"):
+        gaussian.expect(torch.tanh, 1.0, tail_from=-1.0)

@@ -65,6 +65,13 @@ class Activation:
         Points where phi or phi' is not smooth (kinks, jumps of phi').  Gaussian
         quadrature splits its panels there, which restores spectral accuracy
         for piecewise-smooth activations.
+    tail_from:
+        Optional U > 0 beyond which phi and phi' are polynomials of degree at most 1
+        (constant or linear tails) up to corrections below 1e-16 of their size:
+        for |u| > U Gaussian quadrature may then use panels that widen
+        geometrically (:func:`sigprop.gaussian.expect`), so that its cost no longer
+        grows like sqrt(q).  ``None`` (the default for user activations): no such
+        claim, uniform panels.
     kernel:
         Optional closed form of the Gaussian kernel
         ``K(q1, q2, q12) = E[phi(u1) phi(u2)]`` for ``(u1, u2)`` centred Gaussian
@@ -80,6 +87,7 @@ class Activation:
     odd: bool = False
     kernel: Optional[Callable[[Tensor, Tensor, Tensor], Tensor]] = field(default=None, compare=False)
     breakpoints: Tuple[float, ...] = ()
+    tail_from: Optional[float] = None
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.fn(x)
@@ -100,13 +108,16 @@ def register(
     odd: bool = False,
     kernel: Optional[Callable[[Tensor, Tensor, Tensor], Tensor]] = None,
     breakpoints: Sequence[float] = (),
+    tail_from: Optional[float] = None,
     overwrite: bool = False,
 ) -> Activation:
     """Register a user activation ``phi`` with derivative ``phi'`` under ``name``.
 
     Both callables take and return tensors elementwise.  ``breakpoints`` lists
     the points where phi or phi' has a kink or a jump; declare them for a
-    piecewise-smooth activation so that Gaussian expectations stay accurate.  The derivative is
+    piecewise-smooth activation so that Gaussian expectations stay accurate.  ``tail_from``
+    (see :class:`Activation`) declares constant or linear tails beyond ``|u| > tail_from``;
+    leave it ``None`` unless that holds to 1e-16.  The derivative is
     checked against a central finite difference at a few points so that a
     wrong derivative fails here rather than silently in a chi_1 computation.
 
@@ -136,7 +147,13 @@ def register(
     bps = tuple(sorted(float(b) for b in breakpoints))
     if not smooth and not bps:
         raise ValueError(f"breakpoints must be given for the non-smooth activation {name!r} (where phi or phi' jumps)")
-    act = Activation(name, fn, deriv, smooth=smooth and not bps, odd=odd, kernel=kernel, breakpoints=bps)
+    if tail_from is not None:
+        ok = isinstance(tail_from, (int, float)) and not isinstance(tail_from, bool) and math.isfinite(tail_from)
+        if not ok or tail_from <= max([0.0] + [abs(b) for b in bps]):
+            raise ValueError(f"tail_from must be a finite number > 0 and > every |breakpoint| {bps}; got {tail_from!r}")
+        tail_from = float(tail_from)
+    act = Activation(name, fn, deriv, smooth=smooth and not bps, odd=odd, kernel=kernel, breakpoints=bps,
+                     tail_from=tail_from)
     _REGISTRY[name] = act
     return act
 
@@ -244,8 +261,11 @@ def _swish_d(x: Tensor) -> Tensor:
 
 def _register_builtins() -> None:
     reg = register
-    reg("linear", lambda x: x, torch.ones_like, odd=True, kernel=_linear_kernel)
-    reg("relu", torch.relu, _step, smooth=False, kernel=_relu_kernel, breakpoints=(0.0,))
+    # tail_from: beyond it the tails are constant or linear to 1e-16 (exactly, for the piecewise
+    # linear ones; tanh: 1 - tanh(20) = 8e-18; erf: erfc(8) = 1e-29; sigmoid and swish: e^-40 = 4e-18;
+    # gelu: Phi(-10) = 8e-24; selu: e^-40).
+    reg("linear", lambda x: x, torch.ones_like, odd=True, kernel=_linear_kernel, tail_from=1.0)
+    reg("relu", torch.relu, _step, smooth=False, kernel=_relu_kernel, breakpoints=(0.0,), tail_from=1.0)
     reg(
         "leaky_relu",
         lambda x: torch.where(x > 0, x, LEAKY_SLOPE * x),
@@ -253,6 +273,7 @@ def _register_builtins() -> None:
         smooth=False,
         kernel=_leaky_kernel,
         breakpoints=(0.0,),
+        tail_from=1.0,
     )
     reg(
         "hard_tanh",
@@ -261,20 +282,22 @@ def _register_builtins() -> None:
         smooth=False,
         odd=True,
         breakpoints=(-1.0, 1.0),
+        tail_from=2.0,
     )
-    reg("tanh", torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, odd=True)
+    reg("tanh", torch.tanh, lambda x: 1 - torch.tanh(x) ** 2, odd=True, tail_from=20.0)
     reg(
         "erf",
         torch.erf,
         lambda x: (2 / math.sqrt(math.pi)) * torch.exp(-x * x),
         odd=True,
         kernel=_erf_kernel,
+        tail_from=8.0,
     )
-    reg("sigmoid", torch.sigmoid, lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x)))
-    reg("selu", _selu, _selu_d, smooth=False, breakpoints=(0.0,))
-    reg("abs", torch.abs, torch.sign, smooth=False, odd=False, kernel=_abs_kernel, breakpoints=(0.0,))
-    reg("gelu", _gelu, _gelu_d)
-    reg("swish", _swish, _swish_d)
+    reg("sigmoid", torch.sigmoid, lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x)), tail_from=40.0)
+    reg("selu", _selu, _selu_d, smooth=False, breakpoints=(0.0,), tail_from=40.0)
+    reg("abs", torch.abs, torch.sign, smooth=False, odd=False, kernel=_abs_kernel, breakpoints=(0.0,), tail_from=1.0)
+    reg("gelu", _gelu, _gelu_d, tail_from=10.0)
+    reg("swish", _swish, _swish_d, tail_from=45.0)
 
 
 _register_builtins()

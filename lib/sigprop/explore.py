@@ -68,7 +68,7 @@ def _diverges(act, sw: torch.Tensor, sb: torch.Tensor, q_cap: float = Q_CAP) -> 
     diagonal on a log grid of [1, q_cap]. Cheap (one table of E phi^2 for every point)."""
     a = _acts.get(act)
     qs = torch.logspace(0, math.log10(q_cap), 48, dtype=_F64, device=sw.device)
-    e2 = expect(lambda u: a.fn(u) ** 2, qs, breakpoints=a.breakpoints)
+    e2 = expect(lambda u: a.fn(u) ** 2, qs, breakpoints=a.breakpoints, tail_from=a.tail_from)
     g = sw.reshape(-1, 1) ** 2 * e2 + sb.reshape(-1, 1) ** 2 - qs
     return (g > 0).all(dim=-1).reshape(sw.shape)
 
@@ -238,8 +238,8 @@ def _chi_grid(activation: str, sw_range, sb_range, resolution: int):
         a = _acts.get(activation)
         lq = np.linspace(math.log(1e-8), math.log(Q_CAP), 400)
         qt = torch.as_tensor(np.exp(lq), dtype=_F64)
-        le2 = np.log(np.maximum(expect(lambda u: a.fn(u) ** 2, qt, breakpoints=a.breakpoints).numpy(), 1e-300))
-        ed2 = expect(lambda u: a.deriv(u) ** 2, qt, breakpoints=a.breakpoints).numpy()
+        le2 = np.log(np.maximum(expect(lambda u: a.fn(u) ** 2, qt, breakpoints=a.breakpoints, tail_from=a.tail_from).numpy(), 1e-300))
+        ed2 = expect(lambda u: a.deriv(u) ** 2, qt, breakpoints=a.breakpoints, tail_from=a.tail_from).numpy()
         sw = np.linspace(*map(float, sw_range), resolution)
         sb = np.linspace(*map(float, sb_range), resolution)
         w2, b2 = np.meshgrid(sw**2, sb**2, indexing="ij")

@@ -130,7 +130,7 @@ def _moments_q(act: Activation, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         d = act.deriv(u)
         return p * p, p * d * z, d * d
 
-    e2, epz, ed2 = expect(f, q, breakpoints=act.breakpoints, with_z=True)
+    e2, epz, ed2 = expect(f, q, breakpoints=act.breakpoints, tail_from=act.tail_from, with_z=True)
     # d/dq E[phi(sqrt q z)^2] = E[phi phi' z] / sqrt(q)
     slope = epz / torch.sqrt(qs)
     return e2, slope, ed2
@@ -149,7 +149,7 @@ def q_map(act: ActLike, q: Param, sigma_w: Param, sigma_b: Param):
     p, scalar = _params(q=q, sigma_w=sigma_w, sigma_b=sigma_b)
     _check_q(p["q"])
     _check_sigma(p["sigma_w"], p["sigma_b"])
-    e2 = expect(lambda u: a.fn(u) ** 2, p["q"], breakpoints=a.breakpoints)
+    e2 = expect(lambda u: a.fn(u) ** 2, p["q"], breakpoints=a.breakpoints, tail_from=a.tail_from)
     return _out(p["sigma_w"] ** 2 * e2 + p["sigma_b"] ** 2, scalar)
 
 
@@ -405,7 +405,7 @@ def chi_1(act: ActLike, sigma_w: Param, sigma_b: Param, q: Optional[Param] = Non
         _check_q(p["q"])
         qv = p["q"]
     finite = torch.isfinite(qv)
-    ed2 = expect(lambda u: a.deriv(u) ** 2, torch.where(finite, qv, 1.0), breakpoints=a.breakpoints)
+    ed2 = expect(lambda u: a.deriv(u) ** 2, torch.where(finite, qv, 1.0), breakpoints=a.breakpoints, tail_from=a.tail_from)
     res = torch.where(finite, p["sigma_w"] ** 2 * ed2, torch.full_like(ed2, float("nan")))
     return _out(res, scalar)
 
@@ -434,8 +434,8 @@ def covariance_map(act: ActLike, q1: Param, q2: Param, q12: Param, sigma_w: Para
         raise ValueError("q12 must satisfy |q12| <= sqrt(q1 * q2)")
     w2, b2 = p["sigma_w"] ** 2, p["sigma_b"] ** 2
     k12 = _kernel(a, p["q1"], p["q2"], p["q12"])
-    n1 = w2 * expect(lambda u: a.fn(u) ** 2, p["q1"], breakpoints=a.breakpoints) + b2
-    n2 = w2 * expect(lambda u: a.fn(u) ** 2, p["q2"], breakpoints=a.breakpoints) + b2
+    n1 = w2 * expect(lambda u: a.fn(u) ** 2, p["q1"], breakpoints=a.breakpoints, tail_from=a.tail_from) + b2
+    n2 = w2 * expect(lambda u: a.fn(u) ** 2, p["q2"], breakpoints=a.breakpoints, tail_from=a.tail_from) + b2
     res = (n1, n2, w2 * k12 + b2)
     return tuple(_out(r, scalar) for r in res)
 
@@ -460,7 +460,7 @@ def _c_map_and_slope(a: Activation, c: Tensor, q: Tensor, w2: Tensor, b2: Tensor
     )
     if a.kernel is not None:
         num = a.kernel(q, q, cov)
-    vq = w2 * expect(lambda u: a.fn(u) ** 2, q, breakpoints=a.breakpoints) + b2
+    vq = w2 * expect(lambda u: a.fn(u) ** 2, q, breakpoints=a.breakpoints, tail_from=a.tail_from) + b2
     # d/dc of E[phi(u1)phi(u2)] at fixed q is q E[phi'(u1)phi'(u2)] (Price's theorem).
     return (w2 * num + b2) / vq, w2 * q * dd / vq
 
@@ -741,7 +741,7 @@ def iterate_q(act: ActLike, q0: Param, sigma_w: Param, sigma_b: Param, depth: in
     w2, b2 = p["sigma_w"] ** 2, p["sigma_b"] ** 2
     qs = [p["q0"]]
     for _ in range(int(depth)):
-        qs.append(w2 * expect(lambda u: a.fn(u) ** 2, qs[-1], breakpoints=a.breakpoints) + b2)
+        qs.append(w2 * expect(lambda u: a.fn(u) ** 2, qs[-1], breakpoints=a.breakpoints, tail_from=a.tail_from) + b2)
     return torch.stack(qs)
 
 
@@ -767,7 +767,7 @@ def iterate_c(act: ActLike, c0: Param, q0: Param, sigma_w: Param, sigma_b: Param
     for _ in range(int(depth)):
         cn, _ = _c_map_and_slope(a, cs[-1], qs[-1], w2, b2)
         cs.append(torch.clamp(cn, -1.0, 1.0))
-        qs.append(w2 * expect(lambda u: a.fn(u) ** 2, qs[-1], breakpoints=a.breakpoints) + b2)
+        qs.append(w2 * expect(lambda u: a.fn(u) ** 2, qs[-1], breakpoints=a.breakpoints, tail_from=a.tail_from) + b2)
     return torch.stack(cs), torch.stack(qs)
 
 
@@ -882,7 +882,7 @@ def layer_variances(
     b2 = p["sigma_b"] ** 2
 
     def second_moments(q: Tensor) -> Tuple[Tensor, Tensor]:
-        return expect(lambda u: (a.fn(u) ** 2, a.deriv(u) ** 2), q, breakpoints=a.breakpoints)
+        return expect(lambda u: (a.fn(u) ** 2, a.deriv(u) ** 2), q, breakpoints=a.breakpoints, tail_from=a.tail_from)
 
     qs, qxs, d2s = [], [], []
     q = sw[0] ** 2 * p["q_in"] + b2

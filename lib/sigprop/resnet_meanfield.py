@@ -139,7 +139,7 @@ def resnet_mean_field(act, sigma_w: Param, depth: int, sigma_b: Param = 0.0, p0:
     rows = {k: [] for k in "qpmc"}
     for _ in range(L):
         q = s2 * p + sb * sb
-        e1, e2, d2 = expect(f, q, breakpoints=a.breakpoints)
+        e1, e2, d2 = expect(f, q, breakpoints=a.breakpoints, tail_from=a.tail_from)
         p = p + 2 * m * e1 + e2
         m = m + e1
         for k, v in zip("qpmc", (q, p, m, s2 * d2)):

@@ -387,7 +387,7 @@ def jacobian_spectrum_variance(act, sigma_w: Param, sigma_b: Param, depth, weigh
     fin = torch.isfinite(qs)
     # at q* = 0 the moments are the q -> 0 limits (one-sided conventions at kinks)
     qe = torch.where(fin, qs.clamp(min=1e-12), torch.ones_like(qs))
-    mu1, mu2 = expect(lambda u: (a.deriv(u) ** 2, a.deriv(u) ** 4), qe, breakpoints=a.breakpoints)
+    mu1, mu2 = expect(lambda u: (a.deriv(u) ** 2, a.deriv(u) ** 4), qe, breakpoints=a.breakpoints, tail_from=a.tail_from)
     sw2 = torch.as_tensor(np.asarray(sigma_w, dtype=np.float64) if not isinstance(sigma_w, Tensor) else sigma_w).to(torch.float64) ** 2
     chi = sw2.to(mu1.device) * mu1
     d = d.to(mu1.device)
