@@ -284,6 +284,30 @@ def bench_mlp_gram(width: int = 2048, batch: int = 32, depth: int = 20, n_nets: 
     }
 
 
+def _against_jacrev(name: str, what: str, t_kernel: float, sv_kernel, net_fn, x, n_nets: int, jacrev_nets: int,
+                    dev: torch.device) -> dict:
+    """Times ``torch.func.jacrev`` + ``svdvals`` on ``jacrev_nets`` of the networks (``net_fn(k)``
+    is network k as a function of its input), scales to ``n_nets``, and compares singular values."""
+    base = {}
+
+    def baseline():
+        base["sv"] = [torch.linalg.svdvals(torch.func.jacrev(net_fn(k))(x[k]).double()).cpu() for k in range(jacrev_nets)]
+
+    t_base = _timed(baseline, dev, repeat=1) * n_nets / jacrev_nets
+    err = max(float(((sv_kernel[k].cpu() - base["sv"][k]).abs() / base["sv"][k][0]).max()) for k in range(jacrev_nets))
+    return {
+        "name": name,
+        "what": what,
+        "kernel_s": t_kernel,
+        "baseline": "torch.func.jacrev per network + svdvals",
+        "baseline_s": t_base,
+        "baseline_note": f"timed on {jacrev_nets} networks, scaled to {n_nets}",
+        "ratio": t_base / t_kernel,
+        "max_rel_err_singular_values": err,
+        "goal": "ratio > 1, same singular values",
+    }
+
+
 def bench_jacobian(width: int = 128, depth: int = 16, n_nets: int = 16, jacrev_nets: int = 4, device=None) -> dict:
     """Exact input-output Jacobians of an ensemble by batched layer-by-layer products plus
     singular values, against ``torch.func.jacrev`` applied to each network in turn."""
@@ -311,22 +335,9 @@ def bench_jacobian(width: int = 128, depth: int = 16, n_nets: int = 16, jacrev_n
             return v
         return f
 
-    def baseline():
-        out["base"] = [torch.linalg.svdvals(torch.func.jacrev(net_fn(k))(x[k]).double()).cpu() for k in range(jacrev_nets)]
-
-    t_base = _timed(baseline, dev, repeat=1) * n_nets / jacrev_nets
-    err = max(float(((sv_kernel[k] - out["base"][k]).abs() / out["base"][k][0]).max()) for k in range(jacrev_nets))
-    return {
-        "name": "jacobian_spectra",
-        "what": f"singular values of {n_nets} tanh MLP Jacobians, width {width}, depth {depth}, {dev.type}",
-        "kernel_s": t_kernel,
-        "baseline": "torch.func.jacrev per network + svdvals",
-        "baseline_s": t_base,
-        "baseline_note": f"timed on {jacrev_nets} networks, scaled to {n_nets}",
-        "ratio": t_base / t_kernel,
-        "max_rel_err_singular_values": err,
-        "goal": "ratio > 1, same singular values",
-    }
+    return _against_jacrev("jacobian_spectra",
+                           f"singular values of {n_nets} tanh MLP Jacobians, width {width}, depth {depth}, {dev.type}",
+                           t_kernel, sv_kernel, net_fn, x, n_nets, jacrev_nets, dev)
 
 
 def _sn_sizes(dev: torch.device) -> dict:
@@ -506,22 +517,9 @@ def bench_resnet_jacobian(width: int = 128, depth: int = 32, n_nets: int = 8, ja
             return v
         return f
 
-    def baseline():
-        out["base"] = [torch.linalg.svdvals(torch.func.jacrev(net_fn(k))(x[k]).double()).cpu() for k in range(jacrev_nets)]
-
-    t_base = _timed(baseline, dev, repeat=1) * n_nets / jacrev_nets
-    err = max(float(((out["sv"][k].cpu() - out["base"][k]).abs() / out["base"][k][0]).max()) for k in range(jacrev_nets))
-    return {
-        "name": "resnet_jacobian",
-        "what": f"singular values of {n_nets} tanh residual-net Jacobians, width {width}, depth {depth}, {dev.type}",
-        "kernel_s": t_kernel,
-        "baseline": "torch.func.jacrev per network + svdvals",
-        "baseline_s": t_base,
-        "baseline_note": f"timed on {jacrev_nets} networks, scaled to {n_nets}",
-        "ratio": t_base / t_kernel,
-        "max_rel_err_singular_values": err,
-        "goal": "ratio > 1, same singular values",
-    }
+    return _against_jacrev("resnet_jacobian",
+                           f"singular values of {n_nets} tanh residual-net Jacobians, width {width}, depth {depth}, "
+                           f"{dev.type}", t_kernel, out["sv"], net_fn, x, n_nets, jacrev_nets, dev)
 
 
 _MEMORY_CHILD = r"""

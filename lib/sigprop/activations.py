@@ -68,7 +68,7 @@ class Activation:
     tail_from:
         Optional U > 0 beyond which phi and phi' are polynomials of degree at most 1
         (constant or linear tails) up to corrections below 1e-16 of their size:
-        for |u| > U Gaussian quadrature may then use panels that widen
+        for ``|u| > U`` Gaussian quadrature may then use panels that widen
         geometrically (:func:`sigprop.gaussian.expect`), so that its cost no longer
         grows like sqrt(q).  ``None`` (the default for user activations): no such
         claim, uniform panels.

@@ -465,17 +465,9 @@ def _c_map_and_slope(a: Activation, c: Tensor, q: Tensor, w2: Tensor, b2: Tensor
     return (w2 * num + b2) / vq, w2 * q * dd / vq
 
 
-def c_map(act: ActLike, c: Param, q: Optional[Param], sigma_w: Param, sigma_b: Param):
-    r"""Correlation map :math:`\mathcal C(c) = (\sigma_w^2\,\mathbb E\,\phi(u_1)\phi(u_2) + \sigma_b^2)/\mathcal V(q)`
-    for two inputs of equal length ``q`` and correlation ``c`` (Poole et al. 2016, eq. 6).
-    ``q=None`` uses :func:`q_star` (Poole's :math:`\mathcal C` at the fixed point); ``nan`` where
-    :math:`q^*` is infinite.
-
-    Raises
-    ------
-    ValueError
-        For ``|c| > 1``, ``q < 0`` or negative sigmas.
-    """
+def _c_map_at(act: ActLike, c: Param, q: Optional[Param], sigma_w: Param, sigma_b: Param):
+    """Checked arguments of :func:`c_map` / :func:`c_map_slope`, then the map and its slope at
+    ``q`` (``q*`` when ``q`` is None); returns (map, slope, finite-q mask, scalar flag)."""
     a = _acts.get(act)
     if q is None:
         p, scalar = _params(c=c, sigma_w=sigma_w, sigma_b=sigma_b)
@@ -488,7 +480,22 @@ def c_map(act: ActLike, c: Param, q: Optional[Param], sigma_w: Param, sigma_b: P
         qv = p["q"]
     _check_c(p["c"])
     fin = torch.isfinite(qv)
-    res, _ = _c_map_and_slope(a, p["c"], torch.where(fin, qv, 1.0), p["sigma_w"] ** 2, p["sigma_b"] ** 2)
+    res, slope = _c_map_and_slope(a, p["c"], torch.where(fin, qv, 1.0), p["sigma_w"] ** 2, p["sigma_b"] ** 2)
+    return res, slope, fin, scalar
+
+
+def c_map(act: ActLike, c: Param, q: Optional[Param], sigma_w: Param, sigma_b: Param):
+    r"""Correlation map :math:`\mathcal C(c) = (\sigma_w^2\,\mathbb E\,\phi(u_1)\phi(u_2) + \sigma_b^2)/\mathcal V(q)`
+    for two inputs of equal length ``q`` and correlation ``c`` (Poole et al. 2016, eq. 6).
+    ``q=None`` uses :func:`q_star` (Poole's :math:`\mathcal C` at the fixed point); ``nan`` where
+    :math:`q^*` is infinite.
+
+    Raises
+    ------
+    ValueError
+        For ``|c| > 1``, ``q < 0`` or negative sigmas.
+    """
+    res, _, fin, scalar = _c_map_at(act, c, q, sigma_w, sigma_b)
     return _out(torch.where(fin, res, torch.full_like(res, float("nan"))), scalar)
 
 
@@ -501,19 +508,7 @@ def c_map_slope(act: ActLike, c: Param, q: Optional[Param], sigma_w: Param, sigm
     ValueError
         For ``|c| > 1``, ``q < 0`` or negative sigmas.
     """
-    a = _acts.get(act)
-    if q is None:
-        p, scalar = _params(c=c, sigma_w=sigma_w, sigma_b=sigma_b)
-        _check_sigma(p["sigma_w"], p["sigma_b"])
-        qv = _solve_q_star(a, p["sigma_w"], p["sigma_b"], torch.ones_like(p["c"]))
-    else:
-        p, scalar = _params(c=c, q=q, sigma_w=sigma_w, sigma_b=sigma_b)
-        _check_q(p["q"])
-        _check_sigma(p["sigma_w"], p["sigma_b"])
-        qv = p["q"]
-    _check_c(p["c"])
-    fin = torch.isfinite(qv)
-    _, slope = _c_map_and_slope(a, p["c"], torch.where(fin, qv, 1.0), p["sigma_w"] ** 2, p["sigma_b"] ** 2)
+    _, slope, fin, scalar = _c_map_at(act, c, q, sigma_w, sigma_b)
     return _out(torch.where(fin, slope, torch.full_like(slope, float("nan"))), scalar)
 
 
