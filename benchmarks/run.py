@@ -214,6 +214,13 @@ def bench_mlp_forward(width=None, batch=None, depth=None, n_nets=None, naive_net
     t_kernel, t_peak = _timed_pair(kernel, lambda: torch.bmm(a, b), dev)
     peak = 2.0 * n_nets * batch * width * width / t_peak
 
+    def floor():  # the work no kernel can skip: draw each layer's weights, multiply
+        g = torch.Generator(device=dev).manual_seed(1)
+        for _ in range(depth):
+            torch.bmm(a, torch.empty_like(b).normal_(0.0, 1.0, generator=g))
+
+    t_floor = _timed(floor, dev, repeat=2)
+
     def naive():
         # one network at a time, as an nn.Sequential with hooks recording each layer's variance
         for _ in range(naive_nets):
@@ -249,6 +256,8 @@ def bench_mlp_forward(width=None, batch=None, depth=None, n_nets=None, naive_net
         "achieved_gflops": achieved / 1e9,
         "matmul_peak_gflops": peak / 1e9,
         "fraction_of_peak": achieved / peak,
+        "draw_and_multiply_s": t_floor,
+        "fraction_of_floor": t_floor / t_kernel,
         "goal": "fraction_of_peak >= 0.5 on CPU, >= 0.7 on GPU (width >= 1024)",
     }
 
@@ -670,6 +679,9 @@ def _print(rec: dict) -> None:
     for k, v in rec.items():
         if k.startswith("max_rel_err"):
             print(f"{'':>18}{k} = {v:.1e}")
+    if "fraction_of_floor" in rec and "draw_and_multiply_s" in rec:
+        print(f"{'':>18}drawing the weights and multiplying alone takes {rec['draw_and_multiply_s']:.3f} s = "
+              f"{rec['fraction_of_floor']:.0%} of the kernel's time")
     if "fraction_of_peak" in rec:
         print(f"{'':>18}achieved {rec['achieved_gflops']:.1f} GFLOP/s = {rec['fraction_of_peak']:.0%} of this "
               f"device's peak at the same sizes ({rec['matmul_peak_gflops']:.1f} GFLOP/s)")
