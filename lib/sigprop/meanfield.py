@@ -448,19 +448,19 @@ def _kernel(a: Activation, q1: Tensor, q2: Tensor, q12: Tensor) -> Tensor:
     )
 
 
-def _c_map_and_slope(a: Activation, c: Tensor, q: Tensor, w2: Tensor, b2: Tensor) -> Tuple[Tensor, Tensor]:
+def _c_map_and_slope(
+    a: Activation, c: Tensor, q: Tensor, w2: Tensor, b2: Tensor, vq: Optional[Tensor] = None
+) -> Tuple[Tensor, Tensor]:
+    """C(c) and C'(c) at length q; ``vq`` = V(q) when known (q itself at q = q*)."""
     cov = c * q
-    num, dd = expect2(
-        lambda u1, u2: (a.fn(u1) * a.fn(u2), a.deriv(u1) * a.deriv(u2)),
-        q,
-        q,
-        cov,
-        breakpoints1=a.breakpoints,
-        breakpoints2=a.breakpoints,
-    )
-    if a.kernel is not None:
+    bp = dict(breakpoints1=a.breakpoints, breakpoints2=a.breakpoints)
+    if a.kernel is not None:  # closed-form kernel: only E[phi'(u1) phi'(u2)] needs quadrature
         num = a.kernel(q, q, cov)
-    vq = w2 * expect(lambda u: a.fn(u) ** 2, q, breakpoints=a.breakpoints, tail_from=a.tail_from) + b2
+        dd = expect2(lambda u1, u2: a.deriv(u1) * a.deriv(u2), q, q, cov, **bp)
+    else:
+        num, dd = expect2(lambda u1, u2: (a.fn(u1) * a.fn(u2), a.deriv(u1) * a.deriv(u2)), q, q, cov, **bp)
+    if vq is None:
+        vq = w2 * expect(lambda u: a.fn(u) ** 2, q, breakpoints=a.breakpoints, tail_from=a.tail_from) + b2
     # d/dc of E[phi(u1)phi(u2)] at fixed q is q E[phi'(u1)phi'(u2)] (Price's theorem).
     return (w2 * num + b2) / vq, w2 * q * dd / vq
 
@@ -512,15 +512,18 @@ def c_map_slope(act: ActLike, c: Param, q: Optional[Param], sigma_w: Param, sigm
     return _out(torch.where(fin, slope, torch.full_like(slope, float("nan"))), scalar)
 
 
-def _solve_c_star(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, chi: Tensor) -> Tensor:
+def _solve_c_star(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, chi: Tensor) -> Tuple[Tensor, Tensor]:
+    """c* (see :func:`c_star`) and chi_c = C'(c*) where c* < 1 was found by Newton (the slope of
+    the last evaluation, at c* itself); elsewhere chi_c is ``nan`` (see :func:`_chi_c_at`)."""
     shape = sw.shape
     w2, b2, q, chi = (sw**2).reshape(-1), (sb**2).reshape(-1), qs.reshape(-1), chi.reshape(-1)
     out = torch.ones_like(q)
     out[~torch.isfinite(q)] = float("nan")
+    chi_c = torch.full_like(q, float("nan"))
     # Ordered phase or EOC: c = 1 is the stable fixed point.
     active = torch.nonzero(torch.isfinite(q) & (chi > 1 + 1e-12)).squeeze(-1)
     if active.numel() == 0:
-        return out.reshape(shape)
+        return out.reshape(shape), chi_c.reshape(shape)
     lo = torch.zeros(active.numel(), dtype=q.dtype, device=q.device)
     hi = torch.full_like(lo, 1.0)
     c = lo.clone()
@@ -529,7 +532,9 @@ def _solve_c_star(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, chi: Tensor
         if idx.numel() == 0:
             break
         sel = torch.searchsorted(active, idx)
-        cm, slope = _c_map_and_slope(a, c[sel], q[idx], w2[idx], b2[idx])
+        # at q = q*, V(q) = q: no quadrature for the denominator
+        qi = q[idx]
+        cm, slope = _c_map_and_slope(a, c[sel], qi, w2[idx], b2[idx], vq=qi if bool((qi > 0).all()) else None)
         g = cm - c[sel]
         done = g.abs() <= 1e-13
         lo_s = torch.where(g > 0, c[sel], lo[sel])
@@ -539,12 +544,13 @@ def _solve_c_star(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, chi: Tensor
         newc = torch.where(inside, newton, 0.5 * (lo_s + hi_s))
         done |= (hi_s - lo_s) < 1e-14
         out[idx[done]] = c[sel][done]
+        chi_c[idx[done]] = slope[done]
         lo[sel], hi[sel] = lo_s, hi_s
         c[sel] = torch.where(done, c[sel], newc)
         idx = idx[~done]
     if idx.numel():
         out[idx] = c[torch.searchsorted(active, idx)]
-    return out.reshape(shape)
+    return out.reshape(shape), chi_c.reshape(shape)
 
 
 def c_star(act: ActLike, sigma_w: Param, sigma_b: Param):
@@ -565,7 +571,7 @@ def c_star(act: ActLike, sigma_w: Param, sigma_b: Param):
     _check_sigma(p["sigma_w"], p["sigma_b"])
     qs = _solve_q_star(a, p["sigma_w"], p["sigma_b"], torch.ones_like(p["sigma_w"]))
     chi = chi_1(a, p["sigma_w"], p["sigma_b"], q=torch.where(torch.isfinite(qs), qs, 1.0))
-    return _out(_solve_c_star(a, p["sigma_w"], p["sigma_b"], qs, chi), scalar)
+    return _out(_solve_c_star(a, p["sigma_w"], p["sigma_b"], qs, chi)[0], scalar)
 
 
 def chi_c(act: ActLike, sigma_w: Param, sigma_b: Param):
@@ -584,14 +590,21 @@ def chi_c(act: ActLike, sigma_w: Param, sigma_b: Param):
     qs = _solve_q_star(a, sw, sb, torch.ones_like(sw))
     fin = torch.isfinite(qs)
     chi = chi_1(a, sw, sb, q=torch.where(fin, qs, 1.0))
-    cs = _solve_c_star(a, sw, sb, qs, chi)
-    return _out(_chi_c_at(a, sw, sb, qs, cs, chi), scalar)
+    cs, known = _solve_c_star(a, sw, sb, qs, chi)
+    return _out(_chi_c_at(a, sw, sb, qs, cs, chi, known), scalar)
 
 
-def _chi_c_at(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, cs: Tensor, chi: Tensor) -> Tensor:
+def _chi_c_at(a: Activation, sw: Tensor, sb: Tensor, qs: Tensor, cs: Tensor, chi: Tensor,
+              known: Optional[Tensor] = None) -> Tensor:
+    """chi_c = C'(c*): chi_1 where c* = 1, else the slope at c* (taken from ``known`` where it
+    is not nan: the c* solver's last evaluation)."""
     fin = torch.isfinite(qs)
     res = chi.clone()
     inner = fin & (cs < 1)  # a boolean mask also indexes 0-d tensors (scalar arguments)
+    if known is not None:
+        have = inner & ~torch.isnan(known)
+        res = torch.where(have, known, res)
+        inner = inner & ~have
     if bool(inner.any()):
         _, slope = _c_map_and_slope(a, cs[inner], qs[inner], sw[inner] ** 2, sb[inner] ** 2)
         res[inner] = slope
@@ -937,6 +950,6 @@ def phase_diagram(act: ActLike, sigma_w: Param, sigma_b: Param, *, correlations:
         chi = torch.where(qs == 0, SW**2 * ed0, chi)
     cs = xc = None
     if correlations:
-        cs = _solve_c_star(a, SW, SB, qs, chi)
-        xc = _depth_scale(_chi_c_at(a, SW, SB, qs, cs, chi))
+        cs, known = _solve_c_star(a, SW, SB, qs, chi)
+        xc = _depth_scale(_chi_c_at(a, SW, SB, qs, cs, chi, known))
     return PhaseDiagram(a.name, sw, sb, qs, chi, cs, xc)
