@@ -697,6 +697,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.baseline_points < 1:
         ap.error("--baseline-points must be >= 1")
+    try:
+        runtime.device(args.device)
+    except ValueError as exc:  # e.g. --device cuda on a machine without CUDA
+        ap.error(f"--device: {exc}")
     env = {
         "machine": platform.machine(),
         "python": platform.python_version(),

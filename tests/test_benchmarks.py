@@ -61,3 +61,13 @@ def test_signal_noise_and_resnet_jacobian_benchmarks_run_against_their_baselines
     assert rec["kernel_s"] > 0 and rec["weight_draw_s"] > 0 and rec["ratio"] > 0
     rec = mod.bench_resnet_jacobian(width=16, depth=4, n_nets=2, jacrev_nets=2, device="cpu")
     assert rec["max_rel_err_singular_values"] < 1e-4  # the same networks as jacrev's
+
+
+def test_unavailable_device_is_refused_with_a_clear_message(capsys):
+    import pytest
+
+    mod = _bench()
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--only", "mlp_gram", "--device", "tpu"])
+    assert exc.value.code == 2
+    assert "--device" in capsys.readouterr().err
