@@ -262,3 +262,16 @@ def test_grid_newton_stays_inside_the_table_and_matches_the_exact_path(monkeypat
         activations.get("tanh"), SW, SB, torch.ones_like(SW), 1e-13, lambda q: real(activations.get("tanh"), q)[:2]
     )
     assert torch.allclose(q_grid, q_exact, rtol=1e-10)
+
+
+def test_empty_grids_give_empty_results():
+    empty = torch.tensor([], dtype=torch.float64)
+    assert mf.q_star("tanh", empty, 0.1).shape == (0,)
+    assert mf.chi_1("tanh", empty, 0.1).shape == (0,)
+    assert mf.c_star("tanh", empty, 0.1).shape == (0,)
+    pd = mf.phase_diagram("tanh", empty, [0.1, 0.2], correlations=True)
+    assert pd.q_star.shape == pd.xi_c.shape == (0, 2)
+    from sigprop.gaussian import expect
+
+    e1, e2 = expect(lambda u: (u, u * u), torch.zeros(0, 3))
+    assert e1.shape == e2.shape == (0, 3)

@@ -287,7 +287,9 @@ def expect(
             results = [torch.empty(flat.shape, dtype=per[0].dtype, device=flat.device) for _ in per]
         for r, v in zip(results, per):
             r[idx] = v
-    assert results is not None
+    if results is None:  # no points: as many empty results as f returns
+        e = flat[:0]
+        results = [torch.empty_like(e) for _ in (_call(f, e, e) if with_z else _call(f, e))]
     out = tuple(r.reshape(shape) for r in results)
     return out if len(out) > 1 else out[0]
 
@@ -390,7 +392,9 @@ def expect2(
             results = [torch.empty(f1.shape, dtype=per[0].dtype, device=f1.device) for _ in per]
         for r, v in zip(results, per):
             r[idx] = v
-    assert results is not None
+    if results is None:  # no points: as many empty results as f returns
+        e = f1[:0]
+        results = [torch.empty_like(e) for _ in _call(f, e[:, None, None], e[:, None, None])]
     out = tuple(r.reshape(shape) for r in results)
     return out if len(out) > 1 else out[0]
 

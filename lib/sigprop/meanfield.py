@@ -292,6 +292,8 @@ def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float
     q = q0.expand(shape).reshape(-1).to(sw2)
     n = q.numel()
     out = torch.full_like(q, float("nan"))
+    if n == 0:
+        return out.reshape(shape)
     q0f = q0.reshape(-1)
     if bool((q0f == q0f[0]).all()):  # one starting length (the usual q0 = 1): its moments once
         e2, slope = (m.expand(n) for m in length_moments(q0f[:1].to(q)))
