@@ -119,7 +119,7 @@ def test_graded_panels_agree_with_uniform_panels_and_need_few_of_them(name):
     for a, b in zip(uni, gra):
         # the uniform rule's own error reaches ~3e-9 (tanh'^2 at q ~ 1e4-1e6); the graded one is closer to exact
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-300)
-    n_core, n_grad, _ = gaussian._graded_plan(torch.tensor([100.0]), gaussian.DEFAULT_1D, act.tail_from)
+    n_core, n_grad = gaussian._graded_plan(torch.tensor([100.0]), gaussian.DEFAULT_1D, act.tail_from)
     assert n_core + 2 * int(n_grad) <= 120  # instead of 8192 panels at q = 1e8
 
 

@@ -175,20 +175,20 @@ def _graded_edges(sq: Tensor, n_core: int, n_grad: int, rule: QuadratureRule, ta
     return e
 
 
-def _graded_plan(sq: Tensor, rule: QuadratureRule, tail_from: float) -> Tuple[int, Tensor, float]:
-    """Panels of the graded rule: the core count (the same for every point), the graded panels a
-    side per point, and the growth bound rho of the graded panels (so none is wider than the
-    rule's Gaussian panel, the widest is Z (1 - 1/rho))."""
+def _graded_plan(sq: Tensor, rule: QuadratureRule, tail_from: float) -> Tuple[int, Tensor]:
+    """Panels of the graded rule: the core count (the same for every point) and the graded panels
+    a side per point, whose growth ratio is at most rho, so that none is wider than the rule's
+    Gaussian panel (the widest is Z (1 - 1/rho))."""
     # core panels 1.25x finer than panel_arg: the uniform rule's counts are rounded up by up to
     # 19% (_bucket), and the graded rule should be at least as fine where both apply
     n_core = max(2, math.ceil(1.25 * 2 * tail_from / rule.panel_arg))
     if rule.z_max <= rule.panel_gauss:
-        return n_core, torch.full_like(sq, math.inf), math.inf
+        return n_core, torch.full_like(sq, math.inf)
     rho = min(1.3, rule.z_max / (rule.z_max - rule.panel_gauss))
     zc = tail_from / torch.clamp(sq, min=1e-300)
     ratio = torch.clamp(rule.z_max / zc, min=1.0)
     n_grad = torch.ceil(torch.log(ratio) / math.log(rho) - 1e-9).clamp(min=1)
-    return n_core, n_grad, rho
+    return n_core, n_grad
 
 
 def _sums(f, qc: Tensor, edges: Tensor, with_z: bool, rule: QuadratureRule) -> list:
@@ -255,19 +255,17 @@ def expect(
     # Bucket points by panel count (rounded up to a power of two) so that small-q
     # points do not pay for the resolution that large-q points need.
     bucket = _bucket(npan)
-    groups = []  # (indices, panels a point, edge builder)
     if tail_from is not None:
         sqf = torch.sqrt(flat)
-        n_core, n_grad, _ = _graded_plan(sqf, rule, float(tail_from))
+        n_core, n_grad = _graded_plan(sqf, rule, float(tail_from))
         # only where the core |z| <= U / sqrt(q) lies inside [-Z, Z] and its panels, of width at most
         # panel_arg / sqrt(q), are narrower than the Gaussian panel
         graded = (sqf * rule.z_max > tail_from) & (sqf * rule.panel_gauss > rule.panel_arg)
         graded &= n_core + 2 * n_grad < bucket
         bucket = torch.where(graded, -n_grad.to(torch.int64), bucket)  # negative keys: graded rules
-    for key in torch.unique(bucket).tolist():
-        groups.append((torch.nonzero(bucket == key).squeeze(-1), key))
     results: list[Tensor] | None = None
-    for idx, key in groups:
+    for key in torch.unique(bucket).tolist():
+        idx = torch.nonzero(bucket == key).squeeze(-1)
         qs = flat[idx]
         n_pan = n_core + 2 * (-key) if key < 0 else key
         nodes_per_point = (n_pan + len(breakpoints)) * rule.nodes

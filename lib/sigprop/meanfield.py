@@ -343,14 +343,15 @@ def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float
         fallback = torch.where(finite_hi, 0.5 * (lo + hi), torch.where(d > 0, torch.maximum(v, 2 * qa), v))
         new_q = torch.clamp(torch.where(inside, newton, fallback), min=0.0)
         finished = done | gone_zero | gone_inf
-        if bool(finished.any()):
+        any_finished = bool(finished.any())
+        if any_finished:
             val = torch.where(done, qa, torch.where(gone_zero, torch.zeros_like(qa), torch.full_like(qa, math.inf)))
             f = finished.nonzero().squeeze(-1)
             out[idx[f].long()] = val[f]
         state[0].copy_(new_q)  # (qa is a view of this row: read above, overwritten only now)
         state[5].copy_(lo)
         state[6].copy_(hi)
-        if bool(finished.any()):
+        if any_finished:
             state = state[:, (~finished).nonzero().squeeze(-1)]
     if state.shape[1]:
         out[state[8].long()] = state[0]  # not converged within _MAX_ITER: best iterate
