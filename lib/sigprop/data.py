@@ -84,6 +84,9 @@ class Dataset:
     classes: List[str]
     name: str
     source: str
+    #: What a reader is told, without any path: "CIFAR-10 test set, 846 of 10,000 images
+    #: (offline subset)". ``source`` keeps the file names for debugging.
+    description: str = ""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -402,7 +405,19 @@ def load(name: str, split: str = "test", root: Optional[PathLike] = None, downlo
         x = x.reshape(k, -1)
     dev = device if isinstance(device, torch.device) else runtime.device(device)
     return Dataset(x.contiguous().to(dev), labels[:k].to(torch.int64).to(dev),
-                   list(classes), f"{name}/{split}", source + extra)
+                   list(classes), f"{name}/{split}", source + extra,
+                   _describe(name, split, k, total, official))
+
+
+_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "digits": "scikit-learn digits"}
+
+
+def _describe(name: str, split: str, k: int, total: int, official: int) -> str:
+    """A reader's description of what was loaded: set, split and count, never a path."""
+    text = f"{_TITLES.get(name, name)} {split} set, {k:,} of {official:,} images"
+    if total != official:
+        text += f" (offline subset of {total:,})" if k < total else " (offline subset)"
+    return text
 
 
 def load_mnist(split: str = "test", **kwargs) -> Dataset:
@@ -446,7 +461,9 @@ def class_balanced_subset(dataset: Dataset, per_class: int, generator: torch.Gen
         chosen.append(torch.sort(idx[pick[:per_class].to(idx.device)]).values)
     order = torch.cat(chosen)
     return replace(dataset, images=dataset.images[order], labels=labels[order],
-                   source=f"{dataset.source}; class-balanced subset, {per_class} per class")
+                   source=f"{dataset.source}; class-balanced subset, {per_class} per class",
+                   description=(f"{dataset.description}; class-balanced subset of {per_class} per class"
+                                if dataset.description else ""))
 
 
 def standardize(images: Tensor) -> Tensor:
