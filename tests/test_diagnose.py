@@ -220,3 +220,88 @@ def test_diagnose_runs_on_the_models_gpu():
     assert all(math.isfinite(r.var) and math.isfinite(r.grad_var) for r in report.rows)
     t = diagnose(_transformer().cuda(), torch.randn(8, 10, 32, device="cuda"))
     assert len(t.rows) == 5
+
+
+def _state(model):
+    return ({k: v.detach().clone() for k, v in model.state_dict().items()},
+            [m.training for m in model.modules()], torch.get_rng_state(),
+            [(len(m._forward_hooks), len(m._backward_hooks), len(m._forward_pre_hooks)) for m in model.modules()])
+
+
+def _assert_same_state(before, after):
+    sd0, modes0, rng0, hooks0 = before
+    sd1, modes1, rng1, hooks1 = after
+    assert sd0.keys() == sd1.keys()
+    assert all(torch.equal(sd0[k], sd1[k]) for k in sd0), [k for k in sd0 if not torch.equal(sd0[k], sd1[k])]
+    assert modes0 == modes1 and hooks0 == hooks1
+    assert torch.equal(rng0, rng1), "the global random state must be restored"
+
+
+def _bn_dropout_net():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+
+
+def test_diagnose_in_training_mode_keeps_running_stats_modes_and_random_state():
+    model = _bn_dropout_net().train()
+    model[3].eval()  # a mixed-mode model: every flag must come back as it was
+    x = torch.randn(32, 6)
+    before = _state(model)
+    report = diagnose(model, x)
+    _assert_same_state(before, _state(model))
+    assert len(report.rows) == 3 and int(model[1].num_batches_tracked) == 0
+
+
+def test_diagnose_restores_the_model_when_it_raises():
+    model = _bn_dropout_net().train()
+    x = torch.randn(32, 6)
+    before = _state(model)
+
+    def bad_loss(output):
+        raise RuntimeError("user's loss fails")
+
+    with pytest.raises(RuntimeError, match="user's loss fails"):
+        diagnose(model, x, loss=bad_loss)
+    _assert_same_state(before, _state(model))
+
+
+def test_diagnose_names_the_recurrent_layers_it_cannot_measure():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.gru, self.head = nn.LSTM(4, 8, batch_first=True), nn.GRU(8, 8, batch_first=True), nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.head(self.gru(self.lstm(x)[0])[0])
+
+    report = diagnose(Net(), torch.randn(5, 7, 4))
+    assert [r.layer for r in report.rows] == ["head"]
+    text = "\n".join(report.notes)
+    assert "not measured: lstm (LSTM" in text and "not measured: gru (GRU" in text
+
+
+def test_a_dict_output_asks_for_a_loss_instead_of_naming_nonetype():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return {"logits": self.lin(x)}
+
+    with pytest.raises(ValueError, match=r"returned a dict with keys \['logits'\].*pass loss="):
+        diagnose(Net(), torch.randn(8, 4))
+    report = diagnose(Net(), torch.randn(8, 4), loss=lambda out: out["logits"].sum())
+    assert len(report.rows) == 1 and report.rows[0].grad_var == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("make, x", [
+    (lambda: nn.Sequential(nn.Linear(20, 5)), torch.randn(20)),
+    (lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(0), nn.Linear(4 * 6 * 6, 2)), torch.randn(3, 8, 8)),
+])
+def test_an_unbatched_input_is_refused(make, x):
+    model = make()
+    before = _state(model)
+    with pytest.raises(ValueError, match="unbatched"):
+        diagnose(model, x)
+    _assert_same_state(before, _state(model))

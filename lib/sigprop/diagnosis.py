@@ -23,9 +23,16 @@ network's linear, convolutional, attention and normalization layers record each 
   gradient at the output is :math:`g`, so ``grad_var`` shows how a random error signal grows or
   shrinks on its way back (Schoenholz et al. 2017). Pass ``loss`` to use your own.
 
-Nothing about the model changes: parameters keep their values and their ``.grad``, hooks are
-removed, the training/evaluation mode is the caller's (batch normalization uses batch statistics
-in training mode). Inputs are moved to the device of the model's first parameter.
+Nothing about the model changes: parameters keep their values and their ``.grad``, buffers (batch
+normalization's running statistics and ``num_batches_tracked``) are restored after the pass, hooks
+are removed, every module keeps its training/evaluation flag, and the global CPU and CUDA random
+states are restored (so that Dropout draws nothing from the caller's stream) -- also when
+:func:`diagnose` raises. The forward pass runs in the caller's mode (batch normalization uses
+batch statistics in training mode). Inputs are moved to the device of the model's first parameter.
+
+Layers it does not measure are named in ``Report.notes`` with the reason: recurrent layers
+(:class:`torch.nn.RNNBase`: LSTM, GRU, RNN), whose pre-activations live inside the cell, and hooked
+layers whose output is not a floating-point tensor.
 """
 from __future__ import annotations
 
@@ -364,7 +371,10 @@ def diagnose(model: nn.Module, inputs: Union[Tensor, Sequence[Any], Dict[str, An
     ------
     ValueError
         If ``model`` is not a module, ``alpha`` is not in (0, 1), ``max_values < 8``, a name
-        in ``layers`` is not a submodule, or nothing was hooked.
+        in ``layers`` is not a submodule, nothing was hooked, ``inputs`` is one unbatched input
+        (a tensor of fewer than 2 dimensions, or a convolution ran on ``[C, ...]`` without the
+        batch axis), or the default loss meets an output that is not a tensor (a dict: pass
+        ``loss``). The model is restored before any of these propagates.
 
     Examples
     --------
@@ -399,10 +409,16 @@ def diagnose(model: nn.Module, inputs: Union[Tensor, Sequence[Any], Dict[str, An
         else:
             raise ValueError(f"layers must hold module types, module names or (type, kind) pairs; got {item!r}")
 
+    if isinstance(inputs, Tensor) and inputs.dim() < 2:
+        raise ValueError(
+            f"inputs has shape {tuple(inputs.shape)}: a single unbatched input; diagnose needs a batch "
+            "on the first axis, e.g. inputs.unsqueeze(0) for one input (at least 2 for correlations, "
+            "a few hundred for the kurtosis and KS distance)")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     inputs = _move(inputs, device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    skipped = _unmeasured(named, layers is None)
 
     records: List[LayerStats] = []
     grads: Dict[int, float] = {}
@@ -412,10 +428,15 @@ def diagnose(model: nn.Module, inputs: Union[Tensor, Sequence[Any], Dict[str, An
     def forward_hook(name: str, kind: str):
         def hook(module, args, output):
             out = _first_tensor(output)
-            if out is None:
+            if out is None or not out.is_floating_point():
+                what = type(output).__name__ if out is None else f"a {out.dtype} tensor"
+                skipped.setdefault(name or "(model)", f"{type(module).__name__} returned {what}, "
+                                   "not a floating-point tensor")
                 return
+            _check_batched(name, module, out)
             st = _forward_stats(module, out, float(alpha), max_values, gen)
             if st is None:
+                skipped.setdefault(name or "(model)", f"{type(module).__name__} returned an empty tensor")
                 return
             calls[name] = calls.get(name, 0) + 1
             idx = len(records)
@@ -438,6 +459,7 @@ def diagnose(model: nn.Module, inputs: Union[Tensor, Sequence[Any], Dict[str, An
                          f"(default: {sorted({k for _, k in DEFAULT_LAYERS})})")
     notes: List[str] = []
     loss_name = "none (gradients=False)"
+    saved = _ModelState(model)
     try:
         with torch.enable_grad():
             if isinstance(inputs, tuple):
@@ -448,7 +470,16 @@ def diagnose(model: nn.Module, inputs: Union[Tensor, Sequence[Any], Dict[str, An
                 output = model(inputs)
             if gradients:
                 if loss is None:
-                    value = default_loss(_first_tensor(output) if not isinstance(output, Tensor) else output, seed)
+                    if isinstance(output, dict):
+                        raise ValueError(
+                            f"the model returned a dict with keys {list(output)[:8]}; the default loss needs a "
+                            "tensor: pass loss=lambda output: ... (e.g. default_loss(output['logits']))")
+                    first = output if isinstance(output, Tensor) else _first_tensor(output)
+                    if first is None:
+                        raise ValueError(
+                            f"the model returned {type(output).__name__}, not a tensor or a tuple starting with "
+                            "one; the default loss needs a tensor: pass loss=lambda output: ... to diagnose()")
+                    value = default_loss(first, seed)
                     loss_name = f"sum(output * g), g ~ N(0, I) with seed {seed}"
                 else:
                     value = loss(output)
@@ -465,9 +496,66 @@ def diagnose(model: nn.Module, inputs: Union[Tensor, Sequence[Any], Dict[str, An
     finally:
         for h in handles:
             h.remove()
+        changed = saved.restore()
+    if changed:
+        notes.append("the model's forward pass changed parameters in place ("
+                     + ", ".join(changed[:5]) + ("..." if len(changed) > 5 else "")
+                     + "); diagnose cannot undo that")
     for idx, value in grads.items():
         records[idx].grad_var = value
+    notes += [f"not measured: {k} ({why})" for k, why in skipped.items()]
     return Report(records, _batch_size(inputs), loss_name, float(alpha), notes)
+
+
+class _ModelState:
+    """What a forward/backward pass may change in a model and the process, saved so that
+    :func:`diagnose` leaves everything as it found it: buffers (cloned: batch normalization's
+    running statistics and ``num_batches_tracked`` are small), every module's training flag,
+    the parameters' version counters (a forward pass that writes parameters in place is
+    reported, not silently kept), and the global CPU and CUDA random states."""
+
+    def __init__(self, model: nn.Module):
+        self.buffers = [(m, k, b, b.detach().clone()) for m in model.modules()
+                        for k, b in m._buffers.items() if b is not None]
+        self.modes = [(m, m.training) for m in model.modules()]
+        self.params = [(n, p, p._version) for n, p in model.named_parameters()]
+        self.rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> List[str]:
+        with torch.no_grad():
+            for m, k, b, value in self.buffers:
+                m._buffers[k] = b  # also when the forward pass replaced the buffer object
+                b.copy_(value)
+        for m, mode in self.modes:
+            m.training = mode
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        return [n for n, p, v in self.params if p._version != v]
+
+
+def _unmeasured(named: Dict[str, nn.Module], default_layers: bool) -> Dict[str, str]:
+    """Layers the default hooks cannot measure, with the reason (see the module's docstring)."""
+    out: Dict[str, str] = {}
+    if not default_layers:
+        return out
+    for name, module in named.items():
+        if isinstance(module, nn.RNNBase):
+            out[name or "(model)"] = (f"{type(module).__name__}: a recurrent layer's pre-activations are "
+                                      "inside its cell, which has no hook; pass layers=[...] naming it to "
+                                      "record its output sequence instead")
+    return out
+
+
+def _check_batched(name: str, module: nn.Module, out: Tensor) -> None:
+    """A layer that ran on one unbatched input (torch accepts ``[C, H, W]`` in a Conv2d and
+    ``[features]`` in a Linear) would have its features counted as inputs."""
+    n = len(module.kernel_size) if isinstance(module, nn.modules.conv._ConvNd) else 0
+    if (n and out.dim() == n + 1) or out.dim() < 2:
+        raise ValueError(f"layer {name or '(model)'!r} ({type(module).__name__}) ran on an unbatched input "
+                         f"(its output has shape {tuple(out.shape)}); pass a batch with the batch on the "
+                         "first axis, e.g. inputs.unsqueeze(0)")
 
 
 def _tensors(inputs) -> List[Tensor]:
