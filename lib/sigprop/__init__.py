@@ -13,6 +13,7 @@ Modules (one concept each):
 * :mod:`sigprop.critique` -- the edge of chaos under scrutiny: finite width, counterexamples, exact EOC;
 * :mod:`sigprop.gaussian_preact` -- symmetric Weibull weights and activations with Gaussian pre-activations;
 * :mod:`sigprop.trainability` -- many small networks trained at once, over (sigma_w, depth) grids;
+* :mod:`sigprop.sweep` -- a grid of independent runs, in process or on an executor (Dask);
 * :mod:`sigprop.stats` -- moments, KS distance, correlations, effective rank;
 * :mod:`sigprop.data` -- MNIST, CIFAR-10, digits from their official files;
 * :mod:`sigprop.runtime` -- device, seeding and the scale preset;
@@ -26,7 +27,7 @@ from . import activations, gaussian, init, meanfield, runtime, stats  # noqa: F4
 __version__ = "0.1.0"
 
 _LAZY = ("ensemble", "data", "plotting", "train", "spectra", "trainability", "exercises", "explore",
-         "diagnosis", "resnet_meanfield", "critique", "gaussian_preact")
+         "diagnosis", "resnet_meanfield", "critique", "gaussian_preact", "sweep")
 
 __all__ = ["activations", "gaussian", "meanfield", "init", "stats", "runtime", *_LAZY, "diagnose"]
 

@@ -335,6 +335,10 @@ def train_grid(
     generator: Optional[torch.Generator] = None,
     device=None,
     dtype: torch.dtype = torch.float32,
+    seed: Optional[int] = None,
+    executor=None,
+    store=None,
+    progress: bool = False,
 ) -> Dict[str, Tensor]:
     r"""Accuracy after ``steps`` SGD steps over a grid of :math:`\sigma_w` and depths
     (Schoenholz et al. 2017, Fig. 6).
@@ -364,7 +368,21 @@ def train_grid(
     n_eval : int or None
         Training inputs used to measure training accuracy.
     generator, device, dtype
-        Randomness (weights and minibatches), placement, floating dtype.
+        Randomness (weights and minibatches), placement, floating dtype. One ``generator``
+        is drawn from depth after depth, in this process.
+    seed : int, optional
+        Instead of ``generator``: every depth is one task with its own seed,
+        :func:`sigprop.sweep.task_seed` ``(seed, i)`` for the ``i``-th depth, so the result is
+        the same wherever and in whatever order the depths run. Needed for ``executor`` and
+        ``store``.
+    executor : concurrent.futures.Executor, optional
+        Runs the depths (e.g. a Dask cluster: ``distributed.Client(...).get_executor()``);
+        ``None``: in this process. See :func:`sigprop.sweep.run`.
+    store : path, optional
+        Folder where each depth's result is saved as it finishes; a sweep started again
+        with the same arguments and store skips the depths already there.
+    progress : bool
+        A progress bar of finished depths.
 
     Returns
     -------
@@ -398,19 +416,28 @@ def train_grid(
     acc = torch.empty(len(ds), S, n_seeds, dtype=torch.float64)
     eval_acc = torch.empty(len(ds), S, n_seeds, dtype=torch.float64) if eval_data is not None else None
     final = torch.empty(len(ds), S, n_seeds, dtype=torch.float64)
-    for i, depth in enumerate(ds):
-        params = init_parameters(
-            x.shape[1], n_classes, depth, width, gains, sigma_b, generator=generator, device=device, dtype=dtype
-        )
-        res = train(
-            params, act, (x, y), steps=steps, lr=lr, batch_size=batch_size,
-            eval_data=eval_data, n_eval=n_eval, generator=generator,
-        )
-        acc[i] = res.train_accuracy.reshape(S, n_seeds)
-        final[i] = res.loss[-min(10, steps):].mean(0).reshape(S, n_seeds)
+    common = dict(x=x, y=y, n_classes=n_classes, act=act, gains=gains, sigma_b=sigma_b, width=width,
+                  steps=steps, lr=lr, batch_size=batch_size, eval_data=eval_data, n_eval=n_eval,
+                  device=device, dtype=dtype)
+    if seed is None:
+        if executor is not None or store is not None:
+            raise ValueError("executor and store need seed=<int> (each depth then carries its own seed); "
+                             "got seed=None")
+        per_depth = [_train_depth(depth=d, generator=generator, **common) for d in ds]
+    else:
+        if generator is not None:
+            raise ValueError("pass either generator or seed, not both")
+        from . import sweep
+
+        tasks = {(i, d): dict(common, depth=d, seed=sweep.task_seed(seed, i)) for i, d in enumerate(ds)}
+        done = sweep.run(_train_depth, tasks, executor=executor, store=store, progress=progress,
+                         desc="trainability grid")
+        per_depth = [done[key] for key in tasks]
+    for i, res in enumerate(per_depth):
+        acc[i] = res["train_accuracy"].reshape(S, n_seeds)
+        final[i] = res["final_loss"].reshape(S, n_seeds)
         if eval_acc is not None:
-            eval_acc[i] = res.eval_accuracy.reshape(S, n_seeds)
-        del params
+            eval_acc[i] = res["eval_accuracy"].reshape(S, n_seeds)
     out = {
         "sigma_w": sw.clone(),
         "depth": torch.tensor(ds, dtype=torch.float64),
@@ -420,4 +447,25 @@ def train_grid(
     }
     if eval_acc is not None:
         out["eval_accuracy"] = eval_acc.mean(-1)
+    return out
+
+
+def _train_depth(*, x, y, n_classes, act, gains, sigma_b, width, depth, steps, lr, batch_size, eval_data,
+                 n_eval, device, dtype, generator=None, seed=None) -> Dict[str, Tensor]:
+    """One depth of :func:`train_grid`: all its networks built and trained together; with
+    ``seed``, a generator of its own (on ``device``) seeded with it. Module level, so that an
+    executor in another process can run it."""
+    if seed is not None:
+        dev = runtime.device(device) if not isinstance(device, torch.device) else device
+        generator = torch.Generator(device=dev).manual_seed(int(seed))
+    params = init_parameters(
+        x.shape[1], n_classes, depth, width, gains, sigma_b, generator=generator, device=device, dtype=dtype
+    )
+    res = train(
+        params, act, (x, y), steps=steps, lr=lr, batch_size=batch_size,
+        eval_data=eval_data, n_eval=n_eval, generator=generator,
+    )
+    out = {"train_accuracy": res.train_accuracy.cpu(), "final_loss": res.loss[-min(10, steps):].mean(0)}
+    if res.eval_accuracy is not None:
+        out["eval_accuracy"] = res.eval_accuracy.cpu()
     return out
