@@ -29,6 +29,13 @@ def write_cifar(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     path.write_bytes(rec.astype(np.uint8).tobytes())
 
 
+def publish_md5(monkeypatch, folder: Path) -> None:
+    """Makes the synthetic .gz files in ``folder`` pass as official: their MD5s become the
+    published ones (every .gz file with a published sum is checked on first use)."""
+    sums = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in folder.glob("*.gz")}
+    monkeypatch.setattr(data, "MNIST_MD5", {**data.MNIST_MD5, **sums})
+
+
 def fake_mnist(root: Path, n: int, prefix: str = "t10k") -> tuple:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
@@ -94,8 +101,9 @@ def test_read_cifar10_bin_rejects_partial_records_and_bad_labels(tmp_path):
         data.read_cifar10_bin(tmp_path / "lab.bin")
 
 
-def test_load_mnist_from_synthetic_root_scales_flattens_and_marks_partial(tmp_path):
+def test_load_mnist_from_synthetic_root_scales_flattens_and_marks_partial(tmp_path, monkeypatch):
     images, labels = fake_mnist(tmp_path, 12)
+    publish_md5(monkeypatch, tmp_path / "mnist")
     d = data.load("mnist", root=tmp_path, n=5, device="cpu")
     assert d.images.dtype == torch.float32 and tuple(d.images.shape) == (5, 1, 28, 28)
     np.testing.assert_allclose(d.images.numpy()[:, 0], images[:5] / 255.0, rtol=1e-6)
@@ -109,6 +117,7 @@ def test_load_mnist_from_synthetic_root_scales_flattens_and_marks_partial(tmp_pa
 
 def test_load_reads_root_from_sigprop_data_env(tmp_path, monkeypatch):
     fake_mnist(tmp_path, 3)
+    publish_md5(monkeypatch, tmp_path / "mnist")
     monkeypatch.setenv("SIGPROP_DATA", str(tmp_path))
     assert str(tmp_path) in data.load("mnist", device="cpu").source
     assert data.data_root() == tmp_path
@@ -245,3 +254,118 @@ def test_as_labelled_accepts_pairs_and_datasets_and_names_the_argument_on_bad_in
                       ((x.long(), y), "floating point"), ((x, y.double()), "labels"), ((x, y - 1), "labels")]:
         with pytest.raises(ValueError, match=what):
             as_labelled(bad, "train")
+
+
+# ------------------------------------------------------------ nothing of the user's is changed or lost
+def files_of(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def fake_cifar_archive(path: Path, with_test: bool = True) -> str:
+    """A tar.gz in the official layout (synthetic records); returns its MD5."""
+    import io
+    import tarfile
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + (["test_batch.bin"] if with_test else [])
+    with tarfile.open(path, "w:gz") as tar:
+        for i, name in enumerate(names + ["batches.meta.txt"]):
+            if name.endswith(".bin"):
+                rng = np.random.default_rng(i)
+                payload = np.concatenate([np.arange(4, dtype=np.uint8)[:, None] % 10,
+                                          rng.integers(0, 256, (4, 3072), dtype=np.uint8)], 1).tobytes()
+            else:
+                payload = "\n".join(f"class{k}" for k in range(10)).encode()
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_cifar_download_keeps_the_users_batches_and_removes_its_archive(tmp_path, monkeypatch):
+    served = tmp_path / "served.tar.gz"
+    monkeypatch.setattr(data, "CIFAR10_URL", served.as_uri())
+    monkeypatch.setattr(data, "CIFAR10_MD5", fake_cifar_archive(served))
+    mine = tmp_path / "root" / "cifar10" / "cifar-10-batches-bin"
+    fake_cifar(mine / "data_batch_1.bin", 3, seed=7)
+    (mine / "batches.meta.txt").write_text("\n".join(f"mine{k}" for k in range(10)))
+    before = files_of(mine)
+    d = data.load("cifar10", "test", root=tmp_path / "root", download=True, device="cpu")
+    after = files_of(mine)
+    assert all(after[k] == v for k, v in before.items()), "the user's files must be kept byte for byte"
+    assert len(d) == 4 and d.classes[0] == "mine0"
+    assert not (tmp_path / "root" / "cifar10" / "cifar-10-binary.tar.gz").exists()
+    assert not [p for p in (tmp_path / "root").rglob("*") if "sigprop-tmp" in p.name]
+    d2 = data.load("cifar10", "train", root=tmp_path / "root", device="cpu")
+    assert len(d2) == 3 + 4 * 4  # the user's batch 1 and the four extracted ones
+
+
+def test_cifar_archive_is_kept_when_asked(tmp_path, monkeypatch):
+    served = tmp_path / "served.tar.gz"
+    monkeypatch.setattr(data, "CIFAR10_URL", served.as_uri())
+    monkeypatch.setattr(data, "CIFAR10_MD5", fake_cifar_archive(served))
+    data.load("cifar10", "test", root=tmp_path, download=True, keep_archive=True, device="cpu")
+    assert (tmp_path / "cifar10" / "cifar-10-binary.tar.gz").read_bytes() == served.read_bytes()
+
+
+def test_a_failed_download_leaves_a_preexisting_part_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MNIST_MIRRORS", [(tmp_path / "nowhere").as_uri() + "/"])
+    part = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"half of my own download")
+    with pytest.raises(RuntimeError, match="mirror"):
+        data.load("mnist", root=tmp_path, download=True)
+    assert part.read_bytes() == b"half of my own download"
+    assert sorted(p.name for p in part.parent.iterdir()) == [part.name]
+
+
+def test_download_file_never_overwrites(tmp_path):
+    src, dest = tmp_path / "a.bin", tmp_path / "b.bin"
+    src.write_bytes(b"new")
+    dest.write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match="does not overwrite"):
+        data.download_file(src.as_uri(), dest, hashlib.md5(b"new").hexdigest())
+    assert dest.read_bytes() == b"mine"
+
+
+def test_truncated_gz_names_its_path_and_the_repair(tmp_path):
+    fake_mnist(tmp_path, 4)
+    gz = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:40])
+    with pytest.raises(data.ChecksumError, match=r"t10k-images-idx3-ubyte\.gz.*rm '.*download=True"):
+        data.load("mnist", root=tmp_path)
+    with pytest.raises(ValueError, match=r"x\.gz: corrupt or truncated gzip.*delete the file"):
+        gz.rename(gz.with_name("x.gz"))  # no published sum under this name: the reader catches it
+        data.read_idx(gz.with_name("x.gz"))
+
+
+def test_a_file_altered_after_first_use_is_caught(tmp_path):
+    path = tmp_path / "cifar10" / "test_batch_first4.bin"
+    fake_cifar(path, 4)
+    assert len(data.load("cifar10", root=tmp_path, device="cpu")) == 4  # first use: MD5 recorded
+    assert (tmp_path / "cifar10" / ".sigprop-verified.json").is_file()
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(data.ChecksumError, match="recorded when sigprop first read it"):
+        data.load("cifar10", root=tmp_path)
+
+
+def test_mnist_labels_out_of_range_are_caught(tmp_path, monkeypatch):
+    fake_mnist(tmp_path, 5)
+    write_idx(tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz", np.array([0, 1, 2, 3, 12], np.uint8), 0x08, True)
+    publish_md5(monkeypatch, tmp_path / "mnist")
+    with pytest.raises(ValueError, match=r"labels range over 0\.\.12, outside MNIST's 0\.\.9"):
+        data.load("mnist", root=tmp_path)
+
+
+def test_a_damaged_file_sigprop_downloaded_is_repaired_by_download(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    fake_mnist(mirror, 3)
+    publish_md5(monkeypatch, mirror / "mnist")
+    monkeypatch.setattr(data, "MNIST_MIRRORS", [(mirror / "mnist").as_uri() + "/"])
+    root = tmp_path / "root"
+    assert len(data.load("mnist", root=root, download=True, device="cpu")) == 3
+    gz = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:-5])
+    with pytest.raises(data.ChecksumError, match="sigprop downloaded it"):
+        data.load("mnist", root=root)
+    assert len(data.load("mnist", root=root, download=True, device="cpu")) == 3

@@ -14,19 +14,36 @@ variable ``SIGPROP_DATA``, else ``~/.cache/sigprop``::
         (or the same files directly in cifar10/)
     cifar10/test_batch_first<N>.bin, batches.meta.txt     (first N records of test_batch.bin)
 
-Downloads (``download=True`` only) are checked against the published MD5 sums.
+Checksums. Downloads (``download=True`` only) are checked against the published MD5 sums,
+and so is every file that has one (the four MNIST ``.gz`` files, the CIFAR-10 archive) the
+first time it is read; a file without a published sum (an extracted CIFAR-10 batch, an
+uncompressed copy, the offline prefix) has its MD5 recorded the first time. Each folder
+keeps what it verified in a stamp, ``.sigprop-verified.json`` (size, modification time, MD5),
+so that later loads hash a file again only when it changed, and a file altered since is
+caught (:class:`ChecksumError`, with the path and the command that repairs it). In a
+read-only folder nothing is recorded and every load verifies again.
+
+Files. The library writes only through a temporary file in the target folder followed by an
+atomic rename, never overwrites a file it did not create (a CIFAR-10 extraction skips batch
+files already on disk; a download whose destination exists is refused) and deletes only its
+own temporary files (a pre-existing ``.part`` file is left alone). The CIFAR-10 archive is
+deleted after extraction unless ``keep_archive=True``; an archive already on disk is used
+(after its checksum) and kept.
 No pickle is read anywhere: CIFAR-10 comes from its binary version.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import re
 import shutil
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
@@ -70,7 +87,8 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 
 class ChecksumError(RuntimeError):
-    """A downloaded file does not have its published MD5 sum."""
+    """A file does not have its published MD5 sum, or no longer has the MD5 recorded the first
+    time it was read (see the module's docstring)."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +180,11 @@ def read_idx(path: PathLike) -> Tensor:
         raise FileNotFoundError(f"IDX file not found: {path}")
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:  # truncated, or corrupt (BadGzipFile is an OSError)
+            raise ValueError(f"path {path}: corrupt or truncated gzip data ({exc}); delete the file "
+                             "and fetch it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"path {path} is not an IDX file (magic bytes {raw[:4]!r})")
     ndim, header = raw[3], 4 + 4 * raw[3]
@@ -221,30 +243,132 @@ def _md5(path: Path) -> str:
 def download_file(url: str, dest: PathLike, md5: str) -> Path:
     """Download ``url`` to ``dest`` and check its MD5; nothing is left at ``dest`` on failure.
 
+    The bytes go to a temporary file of a unique name in ``dest``'s folder, renamed to ``dest``
+    only once their MD5 is right; any other file (a ``dest.part`` of your own included) is never
+    touched, and an existing ``dest`` is never overwritten.
+
     Raises
     ------
+    FileExistsError
+        If ``dest`` exists (delete it first to fetch it again).
     RuntimeError
         If the URL cannot be reached (the message says where to put the file by hand).
     ChecksumError
         If the downloaded bytes do not have MD5 ``md5``.
     """
-    dest = Path(dest)
+    return _fetch(url, Path(dest), md5, replace=False)
+
+
+def _fetch(url: str, dest: Path, md5: str, replace: bool) -> Path:
+    """:func:`download_file`; ``replace=True`` only for a file the library created itself."""
+    if dest.exists() and not replace:
+        raise FileExistsError(f"{dest} exists; sigprop does not overwrite files it did not create: "
+                              f"delete it (rm '{dest}') to fetch it again")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    tmp = _temp_in(dest.parent, dest.name)
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
-            shutil.copyfileobj(resp, out)
-    except (urllib.error.URLError, OSError) as exc:
-        part.unlink(missing_ok=True)
-        raise RuntimeError(f"could not download {url} ({exc}); without network, copy the file "
-                           f"to {dest} by hand, or set SIGPROP_DATA to a folder holding it") from exc
-    got = _md5(part)
-    if got != md5.lower():
-        part.unlink(missing_ok=True)
-        raise ChecksumError(f"MD5 of {url} is {got}, expected {md5}: the download is corrupt "
-                            f"or the mirror changed; nothing was written to {dest}")
-    part.replace(dest)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+                shutil.copyfileobj(resp, out)
+        except (urllib.error.URLError, OSError) as exc:
+            raise RuntimeError(f"could not download {url} ({exc}); without network, copy the file "
+                               f"to {dest} by hand, or set SIGPROP_DATA to a folder holding it") from exc
+        got = _md5(tmp)
+        if got != md5.lower():
+            raise ChecksumError(f"MD5 of {url} is {got}, expected {md5}: the download is corrupt "
+                                f"or the mirror changed; nothing was written to {dest}")
+        _publish(tmp, dest, replace)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _record(dest, got, created=True)
     return dest
+
+
+def _temp_in(folder: Path, name: str) -> Path:
+    """A new, empty temporary file of a unique name in ``folder`` (so the rename is atomic)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".sigprop-tmp", dir=folder)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _publish(tmp: Path, dest: Path, replace: bool) -> None:
+    """Atomically give ``tmp`` the name ``dest``; without ``replace`` an existing ``dest`` wins."""
+    if replace:
+        os.replace(tmp, dest)
+        return
+    try:
+        os.link(tmp, dest)  # fails if dest exists: never overwrites
+    except FileExistsError:
+        raise FileExistsError(f"{dest} appeared while sigprop was writing it; it was left as it is") from None
+    except OSError:  # a file system without hard links
+        if dest.exists():
+            raise FileExistsError(f"{dest} exists; sigprop does not overwrite it") from None
+        os.replace(tmp, dest)
+
+
+# ------------------------------------------------------------------ checksums remembered in a stamp
+_STAMP = ".sigprop-verified.json"
+
+
+def _read_stamp(folder: Path) -> dict:
+    try:
+        stamp = json.loads((folder / _STAMP).read_text())
+        return stamp if isinstance(stamp, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stamp(folder: Path, stamp: dict) -> None:
+    try:
+        tmp = _temp_in(folder, _STAMP)
+    except OSError:
+        return  # a read-only folder: every load verifies again
+    try:
+        tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True))
+        os.replace(tmp, folder / _STAMP)
+    except OSError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _record(path: Path, md5: str, created: bool) -> None:
+    stamp = _read_stamp(path.parent)
+    st = path.stat()
+    old = stamp.get(path.name) or {}
+    stamp[path.name] = {"md5": md5, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                        "created_by_sigprop": bool(created or (old.get("created_by_sigprop") and old.get("md5") == md5))}
+    _write_stamp(path.parent, stamp)
+
+
+def _created_by_us(path: Path) -> bool:
+    return bool((_read_stamp(path.parent).get(path.name) or {}).get("created_by_sigprop"))
+
+
+def _repair(path: Path, name: str, split: str) -> str:
+    """The command that repairs ``path``, a file of data set ``name`` under its root."""
+    root = next((p.parent for p in path.parents if p.name == name), path.parent)
+    call = f"sigprop.data.load({name!r}, {split!r}, root={str(root)!r}, download=True)"
+    if _created_by_us(path):
+        return f"sigprop downloaded it, so {call} fetches a verified copy in its place"
+    return f"To repair it: rm '{path}', then {call}; or copy an intact file there"
+
+
+def _verify(path: Path, published: Optional[str], name: str, split: str) -> None:
+    """Checks ``path`` against its published MD5 (or the MD5 recorded the first time it was
+    read); remembers a success in the folder's stamp, so an unchanged file is not hashed again."""
+    entry = _read_stamp(path.parent).get(path.name) or {}
+    st = path.stat()
+    if entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns and (
+            published is None or entry.get("md5") == published):
+        return
+    got = _md5(path)
+    expected = published or entry.get("md5")
+    if expected and got != expected:
+        what = "its published MD5" if published else "the MD5 recorded when sigprop first read it"
+        raise ChecksumError(f"{path} has MD5 {got}, not {what} {expected}: the file is corrupt, truncated "
+                            f"or was altered. {_repair(path, name, split)}")
+    _record(path, got, created=False)
 
 
 def _missing(what: str, expected: List[Path], name: str) -> FileNotFoundError:
@@ -255,7 +379,7 @@ def _missing(what: str, expected: List[Path], name: str) -> FileNotFoundError:
         f"at a folder holding {name}/ in this layout.")
 
 
-def _mnist(split: str, root: Path, download: bool):
+def _mnist(split: str, root: Path, download: bool, keep_archive: bool = False):
     folder, files = root / "mnist", []
     for kind in ("images-idx3", "labels-idx1"):
         gz = folder / f"{_MNIST_PREFIX[split]}-{kind}-ubyte.gz"
@@ -266,19 +390,36 @@ def _mnist(split: str, root: Path, download: bool):
         files.append(gz)
     if not all(f.is_file() for f in files):
         raise _missing(f"MNIST {split} split", files, "mnist")
-    images, labels = read_idx(files[0]), read_idx(files[1])
+    arrays = []
+    for f in files:
+        published = MNIST_MD5.get(f.name)
+        try:
+            _verify(f, published, "mnist", split)
+            arrays.append(read_idx(f))
+        except (ChecksumError, ValueError) as exc:
+            if not (download and published and _created_by_us(f)):
+                if isinstance(exc, ChecksumError):
+                    raise
+                raise ValueError(f"{exc}. {_repair(f, 'mnist', split)}") from None
+            _download_mnist(f.name, folder, replace=True)  # our own download, damaged: fetch it again
+            _verify(f, published, "mnist", split)
+            arrays.append(read_idx(f))
+    images, labels = arrays
     if images.ndim != 3 or labels.shape != images.shape[:1]:
         raise ValueError(f"MNIST files {files} have inconsistent shapes "
                          f"{tuple(images.shape)}, {tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > 9):
+        raise ValueError(f"{files[1]}: labels range over {int(labels.min())}..{int(labels.max())}, outside "
+                         f"MNIST's 0..9; not MNIST labels. {_repair(files[1], 'mnist', split)}")
     return (images[:, None], labels, [str(i) for i in range(10)],
             f"{files[0]} + {files[1].name}", _MNIST_SIZE[split], "", "")
 
 
-def _download_mnist(fname: str, folder: Path) -> None:
+def _download_mnist(fname: str, folder: Path, replace: bool = False) -> None:
     errors = []
     for mirror in MNIST_MIRRORS:
         try:
-            download_file(mirror + fname, folder / fname, MNIST_MD5[fname])
+            _fetch(mirror + fname, folder / fname, MNIST_MD5[fname], replace=replace)
             return
         except ChecksumError:
             raise
@@ -301,17 +442,25 @@ def _cifar_files(folder: Path, split: str) -> Tuple[List[Path], bool]:
     return [folder / "cifar-10-batches-bin" / f for f in _CIFAR_FILES[split]], False
 
 
-def _cifar10(split: str, root: Path, download: bool):
+def _cifar10(split: str, root: Path, download: bool, keep_archive: bool = False):
     folder = root / "cifar10"
     files, prefix = _cifar_files(folder, split)
     if download and (prefix or not all(f.is_file() for f in files)):
-        _download_cifar10(folder)  # the full set, also when only a prefix is on disk
+        _download_cifar10(folder, keep_archive)  # the full set, also when only a prefix is on disk
         files, prefix = _cifar_files(folder, split)
     if not all(f.is_file() for f in files):
         raise _missing(f"CIFAR-10 {split} split (binary version)", files, "cifar10")
-    parts = [read_cifar10_bin(f) for f in files]
+    parts = []
+    for f in files:
+        _verify(f, None, "cifar10", split)
+        try:
+            parts.append(read_cifar10_bin(f))
+        except ValueError as exc:
+            raise ValueError(f"{exc}. {_repair(f, 'cifar10', split)}") from None
     meta = next((m for m in (files[0].parent / "batches.meta.txt", folder / "batches.meta.txt")
                  if m.is_file()), None)
+    if meta is not None:
+        _verify(meta, None, "cifar10", split)
     classes = ([c.strip() for c in meta.read_text().splitlines() if c.strip()]
                if meta is not None else list(CIFAR10_CLASSES))
     if len(classes) != 10:
@@ -322,20 +471,49 @@ def _cifar10(split: str, root: Path, download: bool):
             f"; class names from {meta if meta is not None else 'the built-in list'}")
 
 
-def _download_cifar10(folder: Path) -> None:
-    archive = download_file(CIFAR10_URL, folder / "cifar-10-binary.tar.gz", CIFAR10_MD5)
-    wanted = {f"cifar-10-batches-bin/{f}" for f in
-              _CIFAR_FILES["train"] + _CIFAR_FILES["test"] + ["batches.meta.txt"]}
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tar.getmembers():  # only the known regular files, by exact name
-            if member.name in wanted and member.isfile():
+def _download_cifar10(folder: Path, keep_archive: bool = False) -> None:
+    """Extract the batch files that are missing from the official archive: the one already in
+    ``folder`` (checked, and kept), else a fresh download (kept only with ``keep_archive``).
+    Files already on disk are never replaced; each new file is written to a temporary file
+    and renamed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / "cifar-10-binary.tar.gz"
+    own = None
+    if archive.is_file():
+        _verify(archive, CIFAR10_MD5, "cifar10", "test")
+    else:
+        own = _temp_in(folder, archive.name)
+        own.unlink()
+        _fetch(CIFAR10_URL, own, CIFAR10_MD5, replace=False)
+    try:
+        wanted = {f"cifar-10-batches-bin/{f}" for f in
+                  _CIFAR_FILES["train"] + _CIFAR_FILES["test"] + ["batches.meta.txt"]}
+        with tarfile.open(own or archive, "r:gz") as tar:
+            for member in tar.getmembers():  # only the known regular files, by exact name
                 target = folder / member.name
+                if member.name not in wanted or not member.isfile() or target.exists():
+                    continue  # a file already there is the user's (or ours): kept as it is
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+                tmp = _temp_in(target.parent, target.name)
+                try:
+                    with tar.extractfile(member) as src, open(tmp, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                    _publish(tmp, target, replace=False)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                _record(target, _md5(target), created=True)
+        if own is not None and keep_archive:
+            _publish(own, archive, replace=False)
+            _record(archive, CIFAR10_MD5, created=True)
+    finally:
+        if own is not None:
+            own.unlink(missing_ok=True)
+            stamp = _read_stamp(folder)
+            if stamp.pop(own.name, None) is not None:
+                _write_stamp(folder, stamp)
 
 
-def _digits(split: str, root: Path, download: bool):
+def _digits(split: str, root: Path, download: bool, keep_archive: bool = False):
     try:  # lazy: only this loader needs scikit-learn
         from sklearn import datasets as skd
     except ImportError as exc:
@@ -353,7 +531,7 @@ _READERS = {"mnist": (_mnist, ("train", "test")), "cifar10": (_cifar10, ("train"
 
 
 def load(name: str, split: str = "test", root: Optional[PathLike] = None, download: bool = False,
-         n: Optional[int] = None, flatten: bool = False, device=None) -> Dataset:
+         n: Optional[int] = None, flatten: bool = False, device=None, keep_archive: bool = False) -> Dataset:
     """Load a real data set as float32 images in [0, 1] with int64 labels.
 
     * ``"mnist"`` (LeCun et al. 1998): 28x28x1, IDX files; 60,000 train, 10,000 test.
@@ -374,11 +552,16 @@ def load(name: str, split: str = "test", root: Optional[PathLike] = None, downlo
     n : take the first ``n`` records (file order); asking for more than exist raises.
     flatten : images as ``[N, C*H*W]`` instead of ``[N, C, H, W]``.
     device : where the tensors go (default :func:`sigprop.runtime.device`).
+    keep_archive : keep the CIFAR-10 archive that ``download`` fetched (default: deleted
+        once the batch files are extracted).
 
     Raises
     ------
     ValueError
-        Unknown ``name`` or ``split``, bad ``n``, malformed files.
+        Unknown ``name`` or ``split``, bad ``n``, malformed, truncated or corrupt files, labels
+        out of range (the message names the file and the command that repairs it).
+    ChecksumError
+        A file without its published MD5, or altered since it was first read.
     FileNotFoundError
         Files absent and ``download=False``; the message lists the paths expected.
     RuntimeError
@@ -391,7 +574,7 @@ def load(name: str, split: str = "test", root: Optional[PathLike] = None, downlo
         raise ValueError(f"split must be one of {splits} for {name}; got {split!r}")
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
         raise ValueError(f"n must be a positive integer or None; got {n!r}")
-    images, labels, classes, desc, official, hint, extra = reader(split, data_root(root), download)
+    images, labels, classes, desc, official, hint, extra = reader(split, data_root(root), download, keep_archive)
     total = int(images.shape[0])
     k = total if n is None else int(n)
     if k > total:
