@@ -6,6 +6,7 @@ conftest.py). Each failure message says how to fix it.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -194,20 +195,42 @@ def _first_code_cell(nb):
 INSTALL_URL = re.compile(r"git\+(?P<url>[^\s\"'#@]+?)(?:\.git)?(?:@[^\s\"'#]+)?#subdirectory=lib")
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS + CHAPTERS, ids=_ids(NOTEBOOKS + CHAPTERS))
+# Every notebook with a bootstrap cell: the chapters, and the pages that run code (diagnose,
+# explore). tools/new_chapter.py's bootstrap_source is the one source of their first cell.
+BOOTSTRAPPED = sorted({*NOTEBOOKS, *CHAPTERS, *(p for p in (BOOK / "diagnose.md", BOOK / "explore.md") if p.exists())})
+
+
+def _new_chapter_tool():
+    spec = importlib.util.spec_from_file_location("new_chapter", ROOT / "tools" / "new_chapter.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bootstrap_source_installs_from_the_repository_url():
+    src = _new_chapter_tool().bootstrap_source(REPO_URL)
+    assert re.search(r"^try:\s*\n\s+import sigprop\s*$", src, re.M), "the bootstrap must try `import sigprop` first"
+    assert re.search(r"^except ImportError:", src, re.M), "the bootstrap must install sigprop on ImportError"
+    assert re.search(r"^\s+%pip install ", src, re.M), "the bootstrap must install with %pip (the kernel's own pip)"
+    urls = [m["url"] for m in INSTALL_URL.finditer(src)]
+    assert urls == [REPO_URL], (
+        f"the bootstrap must install \"sigprop @ git+{REPO_URL}#subdirectory=lib\" by default, "
+        f"the repository.url of _config.yml; found {urls}"
+    )
+    assert "SIGPROP_INSTALL_SOURCE" in src, "the bootstrap's install source must be overridable (SIGPROP_INSTALL_SOURCE)"
+
+
+@pytest.mark.parametrize("path", BOOTSTRAPPED, ids=_ids(BOOTSTRAPPED))
 def test_first_code_cell_is_the_colab_bootstrap(path):
     nb = jupytext.read(path)
     cell = _first_code_cell(nb)
     where = f"{_rel(path)}, first code cell"
     assert "remove-cell" in cell.metadata.get("tags", []), f"{where}: tag it remove-cell (hidden on the website)"
-    src = cell.source
-    assert re.search(r"^try:\s*\n\s+import sigprop\s*$", src, re.M), f"{where}: must try `import sigprop` first"
-    assert re.search(r"^except ImportError:", src, re.M), f"{where}: must install sigprop on ImportError"
-    assert re.search(r"^\s+%pip install ", src, re.M), f"{where}: must install with %pip (the kernel's own pip)"
-    urls = [m["url"] for m in INSTALL_URL.finditer(src)]
-    assert urls == [REPO_URL], (
-        f"{where}: must install \"sigprop @ git+{REPO_URL}#subdirectory=lib\", "
-        f"the repository.url of _config.yml; found {urls}"
+    expected = _new_chapter_tool().bootstrap_source(REPO_URL)
+    assert cell.source.strip() == expected.strip(), (
+        f"{where} differs from the bootstrap of tools/new_chapter.py (bootstrap_source), which "
+        f"installs from _config.yml's repository.url {REPO_URL}: paste that cell in unchanged, "
+        "then `jupytext --sync` the pair"
     )
 
 

@@ -28,22 +28,58 @@ def repository_url(root: Path = ROOT) -> str:
     return config["repository"]["url"].rstrip("/")
 
 
-def bootstrap_source(url: str) -> str:
-    """The first code cell of every chapter."""
-    return (
-        "# Colab / fresh-kernel bootstrap: installs the sigprop library when it is missing.\n"
-        "try:\n"
-        "    import sigprop\n"
-        "except ImportError:\n"
-        f'    %pip install -q "sigprop @ git+{url}#subdirectory=lib"\n'
-        "    import sigprop"
-    )
+# The environment variable that replaces the repository as the source the bootstrap cell
+# installs sigprop from (tests/test_colab.py points it at a locally built wheel).
+INSTALL_SOURCE_VARIABLE = "SIGPROP_INSTALL_SOURCE"
 
+
+def bootstrap_source(url: str) -> str:
+    """The first code cell of every chapter (tests/test_project.py checks each is this).
+
+    It installs sigprop only when it is not importable, from ``$SIGPROP_INSTALL_SOURCE``
+    (one pip requirement: a wheel's path, a git URL) or else the repository.
+    The torch and numpy already installed (Colab's) are passed to pip as exact pins, so the
+    install cannot replace them and the session needs no restart; should it change any
+    other package that was there before, the cell says in one sentence to restart.
+    """
+    return f"""\
+# Colab / fresh-kernel bootstrap: installs the sigprop library when it is missing and
+# keeps the torch and numpy already installed (Colab's): no restart is needed.
+# SIGPROP_INSTALL_SOURCE (e.g. a local wheel's path) replaces the repository as source.
+try:
+    import sigprop
+except ImportError:
+    import os
+    from importlib import metadata
+
+    _before = {{d.metadata["Name"]: d.version for d in metadata.distributions()}}
+    _keep = " ".join(f'"{{n}}=={{_before[n]}}"' for n in ("torch", "numpy") if n in _before)
+    _source = os.environ.get(
+        "{INSTALL_SOURCE_VARIABLE}",
+        "sigprop @ git+{url}#subdirectory=lib",
+    )
+    %pip install -q "{{_source}}" {{_keep}}
+    _after = {{d.metadata["Name"]: d.version for d in metadata.distributions()}}
+    _changed = sorted(n for n in _before if _after.get(n) != _before[n])
+    if _changed:
+        print(
+            f"Installing sigprop changed {{', '.join(_changed)}}: restart the session "
+            "(Runtime > Restart session), then run the notebook again."
+        )
+    import sigprop"""
+
+
+# Colab's own notebook metadata: open with a GPU runtime (the free tier's T4). Jupytext keeps
+# these keys in the Markdown header (notebook_metadata_filter), so that regenerating the
+# .ipynb from the .md (`make notebooks`) keeps them; tests/test_colab.py checks every chapter.
+COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+COLAB_HEADER = "accelerator: GPU\ncolab:\n  gpuType: T4\n  provenance: []\n"
 
 TEMPLATE = """\
 ---
-jupytext:
+{colab_header}jupytext:
   formats: ipynb,md:myst
+  notebook_metadata_filter: accelerator,colab
   text_representation:
     extension: .md
     format_name: myst
@@ -140,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
 
     label = args.name.split("_", 1)[0]
     md.write_text(
-        TEMPLATE.format(label=label, title=args.title, bootstrap=bootstrap_source(repository_url())),
+        TEMPLATE.format(
+            label=label, title=args.title, colab_header=COLAB_HEADER,
+            bootstrap=bootstrap_source(repository_url()),
+        ),
         encoding="utf8",
     )
     # Writes the paired .ipynb (inputs only; `make notebooks` adds the outputs).
