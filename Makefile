@@ -3,7 +3,7 @@
 #   make book        set up .venv, then build the website in _build/html, executing every chapter
 #   make test        set up .venv, then run every test (library, notebooks, consistency, book build)
 #   make notebooks   re-execute every chapter and store its outputs in book/*.ipynb
-#   make bench       run the performance suite (benchmarks/run.py)
+#   make bench       run the performance suite (benchmarks/run.py) and the time-budget tests
 #   make clean       remove build outputs (keeps .venv); `make distclean` removes .venv too
 #
 # Knobs (set on the command line: `make book TORCH_SPEC="..."`):
@@ -102,8 +102,11 @@ notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --sync $(NOTEBOOKS:.ipynb=.md)
 	$(PY) tools/execute_notebooks.py $(NOTEBOOKS)
 
+# The performance suite, then the tests that assert a time budget (marker `timing`, which
+# `make test` deselects so that a busy machine cannot fail it).
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) -m pytest tests -m timing -q
 
 clean:
 	rm -rf _build .jupyter_cache .pytest_cache .hypothesis

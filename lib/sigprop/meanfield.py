@@ -24,14 +24,22 @@ and broadcastable parameters: scalars in, floats out; tensors in, tensors out
 Expectations come from :mod:`sigprop.gaussian` (relative error ~1e-11).
 
 **Conventions.** :func:`q_star` is the fixed point reached by iterating the
-length map from ``q0 = 1`` (``inf`` when :math:`q^l` diverges past ``1e8 * q0``, e.g. relu with
-:math:`\sigma_w^2 > 2`; values below ``1e-12 * q0`` that keep decreasing are
+length map from ``q0 = 1`` (``inf`` when :math:`q^l` diverges past ``1e8 * max(q0, 1)``, e.g. relu with
+:math:`\sigma_w^2 > 2`; values below ``1e-12 * min(q0, 1)`` that keep decreasing are
 reported as 0).  :func:`c_star` is the stable fixed point of :math:`\mathcal C`
 in :math:`[0, 1]`.  Quantities that need :math:`q^*` are ``nan`` where it is infinite.
+
+**At** :math:`q^* = 0` every quantity takes its limit :math:`q \to 0^+`, the value a network
+approaches as its length decays: :math:`\mathbb E\,\phi'(\sqrt q z)^2 \to
+\tfrac12\big(\phi'(0^+)^2 + \phi'(0^-)^2\big)`, which for a kinked activation is not
+:math:`\phi'(0)^2` (relu: :math:`\chi_1 = \sigma_w^2/2`, not 0; abs: :math:`\sigma_w^2`). The same
+value enters :func:`chi_1`, :func:`chi_c`, :func:`xi_q`, :func:`xi_c`, :func:`phase_diagram` and the
+edge of chaos (:func:`_d2_at_zero`).
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -59,6 +67,7 @@ __all__ = [
     "xi_c",
     "eoc_sigma_w",
     "eoc_curve",
+    "EOCCurve",
     "covariance_map",
     "iterate_q",
     "iterate_c",
@@ -116,6 +125,15 @@ def _check_c(c: Tensor) -> None:
 
 def _out(t: Tensor, scalar: bool):
     return float(t) if scalar else t
+
+
+def _d2_at_zero(a: Activation, like: Tensor) -> Tensor:
+    r""":math:`\lim_{q\to 0^+} \mathbb E\,\phi'(\sqrt q z)^2 = \tfrac12(\phi'(0^+)^2 + \phi'(0^-)^2)`: the
+    one definition of :math:`\mathbb E\,\phi'^2` at :math:`q^* = 0` (see the module's docstring)."""
+    u = torch.tensor([1e-150, -1e-150], dtype=torch.float64, device=like.device)
+    with torch.no_grad():
+        d = a.deriv(u).to(torch.float64)
+    return 0.5 * (d[0] ** 2 + d[1] ** 2)
 
 
 # --------------------------------------------------------------------------- #
@@ -320,8 +338,10 @@ def _newton_q_star(a: Activation, sw: Tensor, sb: Tensor, q0: Tensor, tol: float
         g = v - qa
         dg = w2 * slope - 1
         done = (g.abs() <= tol * torch.clamp(qa, min=1e-300)) | (d == 0)
-        gone_zero = (d < 0) & (qa <= 1e-12 * s0)
-        gone_inf = (d > 0) & (qa >= _Q_INF * s0)
+        # relative to q0, but never above 1e-12 nor below 1e8: a large q0 must not call a finite
+        # q* zero (tanh from q0 = 1e12), nor a tiny q0 call one infinite
+        gone_zero = (d < 0) & (qa <= 1e-12 * torch.clamp(s0, max=1.0))
+        gone_inf = (d > 0) & (qa >= _Q_INF * torch.clamp(s0, min=1.0))
         if tail_test:
             # Linear tails and sigma_w^2 c_inf > 1: once the climbing length is large and the map
             # still grows faster than the identity there (sigma_w^2 E phi^2 / q > 1), V(q) - q only
@@ -368,8 +388,8 @@ def q_star(act: ActLike, sigma_w: Param, sigma_b: Param, q0: Param = 1.0):
     (e.g. relu with :math:`\sigma_w^2 > 2`: for activations with linear tails
     :math:`\phi(u) \approx \alpha_\pm u`, a climbing length beyond :math:`10^4 \max(1, q_0)`
     with :math:`\sigma_w^2 (\alpha_+^2 + \alpha_-^2)/2 > 1` and :math:`\mathcal V(q) > q` is declared
-    divergent; otherwise lengths are followed up to :math:`10^8 q_0`) and 0 when it decays to zero
-    (e.g. tanh with :math:`\sigma_b = 0,\ \sigma_w \le 1`).
+    divergent; otherwise lengths are followed up to :math:`10^8 \max(q_0, 1)`) and 0 when it decays to
+    zero (below :math:`10^{-12}\min(q_0, 1)`; e.g. tanh with :math:`\sigma_b = 0,\ \sigma_w \le 1`).
 
     Raises
     ------
@@ -390,7 +410,9 @@ def chi_1(act: ActLike, sigma_w: Param, sigma_b: Param, q: Optional[Param] = Non
     :math:`\chi_1 > 1`: chaotic phase, :math:`\chi_1 = 1`: edge of chaos.  It is also the mean squared
     singular value of one layer's Jacobian, so :math:`\chi_1^L` is that of an L-layer net.
 
-    ``q`` defaults to :func:`q_star`; ``nan`` where :math:`q^*` is infinite.
+    ``q`` defaults to :func:`q_star`; ``nan`` where :math:`q^*` is infinite. At ``q = 0`` the value is
+    the limit :math:`q \to 0^+`, :math:`\sigma_w^2 \tfrac12(\phi'(0^+)^2 + \phi'(0^-)^2)` (relu:
+    :math:`\sigma_w^2/2`), as in :func:`phase_diagram` and :func:`xi_c`.
 
     Raises
     ------
@@ -409,6 +431,8 @@ def chi_1(act: ActLike, sigma_w: Param, sigma_b: Param, q: Optional[Param] = Non
         qv = p["q"]
     finite = torch.isfinite(qv)
     ed2 = expect(lambda u: a.deriv(u) ** 2, torch.where(finite, qv, 1.0), breakpoints=a.breakpoints, tail_from=a.tail_from)
+    if bool((qv == 0).any()):
+        ed2 = torch.where(qv == 0, _d2_at_zero(a, ed2), ed2)
     res = torch.where(finite, p["sigma_w"] ** 2 * ed2, torch.full_like(ed2, float("nan")))
     return _out(res, scalar)
 
@@ -626,6 +650,7 @@ def xi_q(act: ActLike, sigma_w: Param, sigma_b: Param):
     r"""Depth scale of the length: :math:`\xi_q^{-1} = -\log\big(\chi_1 + \sigma_w^2\,\mathbb E\,\phi''\phi(\sqrt{q^*}z)\big)
     = -\log \mathcal V'(q^*)`, so that :math:`|q^l - q^*| \sim e^{-l/\xi_q}`
     (Schoenholz et al. 2017, eq. 5; the second form by Stein's lemma, no :math:`\phi''` needed).
+    At :math:`q^* = 0`, :math:`\mathcal V'(0^+) = \chi_1` in its :math:`q \to 0^+` limit (module docstring).
 
     Raises
     ------
@@ -638,14 +663,13 @@ def xi_q(act: ActLike, sigma_w: Param, sigma_b: Param):
     qs = _solve_q_star(a, p["sigma_w"], p["sigma_b"], torch.ones_like(p["sigma_w"]))
     fin = torch.isfinite(qs) & (qs > 0)
     _, slope, ed2 = _moments_q(a, torch.where(fin, qs, 1.0))
-    # at q* = 0 the slope is chi_1 = sigma_w^2 phi'(0)^2 (+ sigma_w^2 phi(0) phi''(0), 0 for odd phi)
+    # at q* = 0 the slope is its q -> 0+ limit, chi_1 = sigma_w^2 (phi'(0+)^2 + phi'(0-)^2) / 2
     rate = torch.where(fin, p["sigma_w"] ** 2 * slope, p["sigma_w"] ** 2 * ed2)
     rate = torch.where(torch.isfinite(qs), rate, torch.full_like(rate, float("nan")))
     if not (qs == 0).any():
         pass
     else:
-        d0 = a.deriv(torch.zeros((), dtype=torch.float64, device=qs.device)) ** 2
-        rate = torch.where(qs == 0, p["sigma_w"] ** 2 * d0, rate)
+        rate = torch.where(qs == 0, p["sigma_w"] ** 2 * _d2_at_zero(a, qs), rate)
     return _out(_depth_scale(rate), scalar)
 
 
@@ -653,6 +677,8 @@ def xi_c(act: ActLike, sigma_w: Param, sigma_b: Param):
     r"""Depth scale of correlations :math:`\xi_c = -1/\log\chi_c` (Schoenholz et al. 2017, eq. 9):
     :math:`|c^l - c^*| \sim e^{-l/\xi_c}`.  Diverges at the edge of chaos (:math:`\chi_1 = 1`);
     Schoenholz et al. find networks trainable when their depth is below about :math:`6\xi_c`.
+    At :math:`q^* = 0`, :math:`c^* = 1` and :math:`\chi_c = \chi_1` in its :math:`q \to 0^+` limit
+    (relu: :math:`\xi_c = -1/\log(\sigma_w^2/2)`), as in :func:`phase_diagram`.
 
     Raises
     ------
@@ -700,7 +726,26 @@ def _eoc_solve(a: Activation, sb: Tensor) -> Tuple[Tensor, Tensor]:
     return torch.where(ok, sw, nan).reshape(sb.shape), torch.where(ok, q, nan).reshape(sb.shape)
 
 
-def eoc_sigma_w(act: ActLike, sigma_b: Param):
+class EOCCurve(tuple):
+    r"""``(sigma_w, q_star)`` on the edge of chaos (unpacks as a pair), with the stability of that
+    fixed point of the length map: ``length_slope`` is :math:`\mathcal V'(q^*)` and ``stable`` says
+    :math:`\mathcal V'(q^*) \le 1` (floats for scalar input, tensors otherwise). Where it is not
+    stable a network started at any other length runs away from :math:`q^*` (e.g. gelu and swish at
+    small :math:`\sigma_b`), so that point is not an edge of chaos a network reaches."""
+
+    def __new__(cls, sigma_w, q_star, length_slope, stable):
+        self = super().__new__(cls, (sigma_w, q_star))
+        self.sigma_w, self.q_star, self.length_slope, self.stable = sigma_w, q_star, length_slope, stable
+        return self
+
+    def __getnewargs__(self):
+        return (self.sigma_w, self.q_star, self.length_slope, self.stable)
+
+
+_UNSTABLE = ("warn", "nan", "keep")
+
+
+def eoc_sigma_w(act: ActLike, sigma_b: Param, *, unstable: str = "warn"):
     r""":math:`\sigma_w` on the edge of chaos :math:`\chi_1 = 1` at a given :math:`\sigma_b`.
 
     On the EOC the fixed point :math:`q^*` and :math:`\sigma_w` satisfy
@@ -710,16 +755,51 @@ def eoc_sigma_w(act: ActLike, sigma_b: Param):
     :math:`q^*` by bisection in :math:`\log q^*`.  ``nan`` where no EOC exists at that :math:`\sigma_b`:
     for relu the right-hand side is identically 0, so the only EOC point is :math:`(\sqrt 2, 0)`.
 
+    That :math:`q^*` may be an *unstable* fixed point of the length map
+    (:math:`\mathcal V'(q^*) > 1`; gelu and swish at small :math:`\sigma_b`): ``unstable="warn"``
+    (default) returns it with a :class:`RuntimeWarning` naming those :math:`\sigma_b`, ``"nan"``
+    returns ``nan`` there, ``"keep"`` returns it silently. :func:`eoc_curve` gives the stability.
+
     Raises
     ------
     ValueError
-        For a negative ``sigma_b`` or an unknown activation.
+        For a negative ``sigma_b``, an unknown activation or ``unstable``.
     """
-    return eoc_curve(act, sigma_b)[0]
+    if unstable not in _UNSTABLE:
+        raise ValueError(f"unstable must be one of {_UNSTABLE}; got {unstable!r}")
+    curve = eoc_curve(act, sigma_b)
+    sw, stable = curve.sigma_w, curve.stable
+    if isinstance(sw, float):
+        if not stable and not math.isnan(sw):
+            if unstable == "nan":
+                return math.nan
+            if unstable == "warn":
+                warnings.warn(_unstable_message(act, [float(sigma_b)]), RuntimeWarning, stacklevel=2)
+        return sw
+    bad = ~stable & ~torch.isnan(sw)
+    if bool(bad.any()):
+        if unstable == "nan":
+            return torch.where(bad, torch.full_like(sw, math.nan), sw)
+        if unstable == "warn":
+            sb = torch.broadcast_to(torch.as_tensor(np.asarray(sigma_b, dtype=np.float64)) if not isinstance(
+                sigma_b, Tensor) else sigma_b.double().cpu(), sw.shape)
+            warnings.warn(_unstable_message(act, sb[bad.cpu()].tolist()), RuntimeWarning, stacklevel=2)
+    return sw
 
 
-def eoc_curve(act: ActLike, sigma_b: Param):
-    r"""The EOC as pairs ``(sigma_w, q_star)`` at the given :math:`\sigma_b` (see :func:`eoc_sigma_w`).
+def _unstable_message(act: ActLike, sbs) -> str:
+    name = act if isinstance(act, str) else getattr(act, "name", "the activation")
+    shown = ", ".join(f"{v:g}" for v in sbs[:5]) + (", ..." if len(sbs) > 5 else "")
+    return (f"eoc_sigma_w({name!r}, ...): at sigma_b = {shown} the edge-of-chaos fixed point q* is unstable "
+            "(V'(q*) > 1): a network started at another length runs away from it. Pass unstable='nan' to "
+            "get nan there, or unstable='keep' to silence this; eoc_curve(...).stable says where")
+
+
+def eoc_curve(act: ActLike, sigma_b: Param) -> EOCCurve:
+    r"""The EOC as the pair ``(sigma_w, q_star)`` at the given :math:`\sigma_b` (see :func:`eoc_sigma_w`),
+    an :class:`EOCCurve` that also says whether that :math:`q^*` is a stable fixed point of the
+    length map (``stable``, ``length_slope`` :math:`= \mathcal V'(q^*)`; at :math:`q^* = 0` the slope
+    is its :math:`q \to 0^+` limit, 1 on the EOC, counted as stable).
 
     Raises
     ------
@@ -732,7 +812,14 @@ def eoc_curve(act: ActLike, sigma_b: Param):
     if not torch.isfinite(sb).all() or (sb < 0).any():
         raise ValueError("sigma_b must be finite and >= 0 (a standard deviation)")
     sw, q = _eoc_solve(a, sb)
-    return _out(sw, scalar), _out(q, scalar)
+    ok = torch.isfinite(q) & (q > 0)
+    slope = torch.ones_like(q)  # q* = 0: V'(0+) = chi_1 = 1 on the EOC
+    if bool(ok.any()):
+        _, dm, _ = _moments_q(a, torch.where(ok, q, 1.0))
+        slope = torch.where(ok, sw**2 * dm, slope)
+    slope = torch.where(torch.isnan(sw), torch.full_like(slope, math.nan), slope)
+    stable = slope <= 1 + 1e-9
+    return EOCCurve(_out(sw, scalar), _out(q, scalar), _out(slope, scalar), bool(stable) if scalar else stable)
 
 
 def iterate_q(act: ActLike, q0: Param, sigma_w: Param, sigma_b: Param, depth: int) -> Tensor:
@@ -948,9 +1035,8 @@ def phase_diagram(act: ActLike, sigma_w: Param, sigma_b: Param, *, correlations:
     fin = torch.isfinite(qs)
     _, _, ed2 = moments(torch.where(fin, qs, 1.0).reshape(-1))
     chi = torch.where(fin, SW**2 * ed2.reshape(SW.shape), torch.full_like(SW, float("nan")))
-    if (qs == 0).any():  # E phi'^2 at q* = 0 is the q -> 0 limit (one-sided conventions at kinks)
-        _, _, ed0 = _moments_q(a, torch.full((1,), 1e-12, dtype=torch.float64, device=SW.device))
-        chi = torch.where(qs == 0, SW**2 * ed0, chi)
+    if (qs == 0).any():  # E phi'^2 at q* = 0 is the q -> 0+ limit (one-sided conventions at kinks)
+        chi = torch.where(qs == 0, SW**2 * _d2_at_zero(a, SW), chi)
     cs = xc = None
     if correlations:
         cs, known = _solve_c_star(a, SW, SB, qs, chi)
