@@ -37,10 +37,12 @@ def bootstrap_source(url: str) -> str:
     """The first code cell of every chapter (tests/test_project.py checks each is this).
 
     It installs sigprop only when it is not importable, from ``$SIGPROP_INSTALL_SOURCE``
-    (one pip requirement: a wheel's path, a git URL) or else the repository.
-    The torch and numpy already installed (Colab's) are passed to pip as exact pins, so the
-    install cannot replace them and the session needs no restart; should it change any
-    other package that was there before, the cell says in one sentence to restart.
+    (one pip requirement: a wheel's path, a git URL) or else the repository, with the
+    kernel's own pip (``sys.executable -m pip``; not ``%pip``, whose note "you may need to
+    restart the kernel" would be wrong here). The torch and numpy already installed
+    (Colab's) are passed to pip as exact pins, so the install cannot replace them and the
+    session needs no restart; should it change any other package that was there before,
+    the cell says in one sentence to restart. A failed install stops with pip's message.
     """
     return f"""\
 # Colab / fresh-kernel bootstrap: installs the sigprop library when it is missing and
@@ -50,16 +52,25 @@ try:
     import sigprop
 except ImportError:
     import os
-    from importlib import metadata
+    import subprocess
+    import sys
+    from importlib.metadata import distributions
 
-    _before = {{d.metadata["Name"]: d.version for d in metadata.distributions()}}
-    _keep = " ".join(f'"{{n}}=={{_before[n]}}"' for n in ("torch", "numpy") if n in _before)
+    _before = {{d.metadata["Name"]: d.version for d in distributions()}}
     _source = os.environ.get(
         "{INSTALL_SOURCE_VARIABLE}",
         "sigprop @ git+{url}#subdirectory=lib",
     )
-    %pip install -q "{{_source}}" {{_keep}}
-    _after = {{d.metadata["Name"]: d.version for d in metadata.distributions()}}
+    _keep = [f"{{n}}=={{_before[n]}}" for n in ("torch", "numpy") if n in _before]
+    print(f"Installing sigprop from {{_source}} ...")
+    _pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", _source, *_keep],
+        capture_output=True,
+        text=True,
+    )
+    if _pip.returncode:
+        raise RuntimeError("pip could not install sigprop:\\n" + _pip.stderr) from None
+    _after = {{d.metadata["Name"]: d.version for d in distributions()}}
     _changed = sorted(n for n in _before if _after.get(n) != _before[n])
     if _changed:
         print(
