@@ -364,6 +364,91 @@ def test_api_reference_has_one_page_per_library_module():
     assert not unlinked, f"book/api/index.md does not link to {unlinked}"
 
 
+def test_config_reads_markdown_and_not_the_paired_notebooks():
+    excluded = CONFIG["exclude_patterns"]
+    for pattern in ("book/**.ipynb", ".venv", "_build", "README.md", "CONTRIBUTING.md", "lib", "tests", "benchmarks"):
+        assert pattern in excluded, f"_config.yml exclude_patterns lacks {pattern!r}"
+    assert CONFIG["only_build_toc_files"] is True
+    assert CONFIG["execute"]["raise_on_error"] is True
+    assert CONFIG["execute"]["execute_notebooks"] in ("force", "cache")
+    assert urlparse(REPO_URL).netloc == "github.com", "launch buttons (Colab, Binder) need a GitHub repository"
+
+
+# --------------------------------------------------------------------------- the two commands
+
+def _shell_blocks(markdown: str) -> list[list[str]]:
+    blocks = re.findall(r"^```(?:sh|bash|shell|console)\s*\n(.*?)^```", markdown, re.M | re.S)
+    return [[line.split("#")[0].strip() for line in b.splitlines() if line.split("#")[0].strip()] for b in blocks]
+
+
+def test_readme_gives_exactly_the_two_commands():
+    blocks = _shell_blocks((ROOT / "README.md").read_text(encoding="utf8"))
+    assert ["make book", "make test"] in blocks, "README.md must show the two commands in one block: make book, make test"
+    commands = [line for block in blocks for line in block]
+    others = [c for c in commands if not re.match(r"^make (book|test)\b", c)]
+    assert not others, f"README.md's shell blocks may hold only `make book` and `make test` (with variables): {others}"
+
+
+def test_ci_runs_the_readme_test_command_and_nothing_else():
+    ci = ROOT / ".ci" / "run"
+    assert ci.stat().st_mode & 0o111, ".ci/run must be executable"
+    lines = [line.strip() for line in ci.read_text(encoding="utf8").splitlines()]
+    commands = [line for line in lines if line and not line.startswith("#")]
+    steps = [c for c in commands if not re.match(r"^(set( -?\w+)+|cd .+)$", c)]
+    assert steps == ["make test"], f".ci/run must run `make test` only; runs {steps}"
+
+
+def test_makefile_has_the_documented_targets():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf8")
+    for target in ("book", "test", "notebooks", "bench", "clean"):
+        assert re.search(rf"^{target}:", makefile, re.M), f"Makefile lacks the `{target}` target"
+    assert "torch==2.13.0" in makefile
+
+
+# --------------------------------------------------------------------------- the book build (slow, last)
+
+# The `built_book` fixture (one build per session, shared with tests/test_site.py) is in conftest.py.
+
+
+@pytest.mark.book
+def test_book_builds_with_warnings_as_errors(built_book):
+    returncode, log = built_book
+    if returncode != 0:
+        lines = log.splitlines()
+        problems = []
+        for i, line in enumerate(lines):
+            if re.search(r"WARNING|ERROR|Error|Traceback", line) and "[IPKernelApp]" not in line:
+                problems.append(line)
+                if line.rstrip().endswith(":") and i + 1 < len(lines):
+                    problems.append("    " + lines[i + 1])
+        pytest.fail(
+            f"`jupyter-book build . {' '.join(BUILD_FLAGS)}` exited {returncode}.\n"
+            + "Warnings and errors:\n" + "\n".join(problems[-60:])
+            + "\n\nEnd of the log:\n" + "\n".join(lines[-25:]),
+            pytrace=False,
+        )
+
+
+@pytest.mark.book
+def test_launch_buttons_open_the_chapter_notebooks(built_book):
+    returncode, _ = built_book
+    if returncode != 0:
+        pytest.skip("the book did not build (see test_book_builds_with_warnings_as_errors)")
+    org, repo = urlparse(REPO_URL).path.strip("/").split("/")[:2]
+    branch = CONFIG["repository"]["branch"]
+    colab = CONFIG["launch_buttons"]["colab_url"].rstrip("/")
+    binder = CONFIG["launch_buttons"]["binderhub_url"].rstrip("/")
+    for md in CHAPTERS:
+        page = (ROOT / "_build" / "html" / "book" / f"{md.stem}.html").read_text(encoding="utf8")
+        notebook = f"book/{md.stem}.ipynb"
+        assert f'href="{colab}/github/{org}/{repo}/blob/{branch}/{notebook}"' in page, (
+            f"{md.stem}.html has no Colab link to {notebook}"
+        )
+        assert f'href="{binder}/v2/gh/{org}/{repo}/{branch}?urlpath=tree/{notebook}"' in page, (
+            f"{md.stem}.html has no Binder link to {notebook}"
+        )
+
+
 @pytest.mark.book
 def test_api_page_renders_the_docstrings(built_book):
     """autodoc writes reStructuredText; in a MyST page it must sit in an {eval-rst} block,
