@@ -463,3 +463,53 @@ def test_api_page_renders_the_docstrings(built_book):
         assert not leaked, f"book/api/{stem}.html shows raw reStructuredText: {leaked}"
         missing = [m for m in modules if f'id="module-{m}"' not in page]
         assert not missing, f"book/api/{stem}.html documents no module {missing}"
+
+
+# --------------------------------------------------------------------------- code style
+
+CODE_COLUMNS = 88
+# the one line of a chapter allowed past 88 columns: an IPython magic (the bootstrap's %pip)
+_MAGIC = re.compile(r"^\s*[%!]")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_code_cells_are_ruff_formatted_at_88_columns(md, tmp_path):
+    """Every code cell as the reader sees it: formatted by ruff at 88 columns (what
+    `jupytext --pipe "ruff format --line-length 88 -" book/chXX.md` writes), and no line over
+    88 columns (ruff does not wrap comments or strings), magics excepted. Each cell is
+    checked on its own (jupytext's text between cells is its own business)."""
+    pytest.importorskip("ruff", reason="ruff is not installed: pip install -r requirements-book.txt")
+    nb = jupytext.read(md)
+    long_lines, files = [], {}
+    for k, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        lines = cell.source.splitlines()
+        for n, line in enumerate(lines, 1):
+            if len(line) > CODE_COLUMNS and not _MAGIC.match(line):
+                long_lines.append(f"cell {k}, line {n} ({len(line)} columns): {line[:100]}")
+        # a magic is not Python: ruff sees it commented out, as jupytext writes it
+        code = "\n".join("# " + line if _MAGIC.match(line) else line for line in lines).strip()
+        if code:
+            path = tmp_path / f"{md.stem}_cell{k:03d}.py"
+            path.write_text(code + "\n", encoding="utf8")
+            files[path.name] = k
+    problems = []
+    if files:
+        ruff = subprocess.run(
+            [sys.executable, "-m", "ruff", "format", "--isolated", "--line-length", str(CODE_COLUMNS),
+             "--diff", "."],
+            cwd=tmp_path, capture_output=True, text=True, encoding="utf8",
+        )
+        assert ruff.returncode in (0, 1), f"ruff failed on {md.name}: {ruff.stderr[-2000:]}"
+        if ruff.returncode == 1:
+            cells = sorted({files[name] for name in re.findall(r"^\+\+\+ (?:\./)?(\S+\.py)", ruff.stdout, re.M)
+                            if name in files})
+            problems.append(
+                f"ruff would reformat code cells {cells} of {md.name}; run\n"
+                f'    jupytext --pipe "ruff format --line-length {CODE_COLUMNS} -" {_rel(md)}\n'
+                f"diff (first 40 lines):\n" + "\n".join(ruff.stdout.splitlines()[:40]))
+    if long_lines:
+        problems.append(f"{len(long_lines)} code lines of {md.name} are longer than {CODE_COLUMNS} columns "
+                        f"(shorten comments and strings by hand):\n  " + "\n  ".join(long_lines[:25]))
+    assert not problems, "\n\n".join(problems)
