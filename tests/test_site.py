@@ -12,6 +12,12 @@ For every page of the table of contents: no console errors; every equation types
 MathJax (served with the site, not from a CDN); every image loaded; on a page with a
 notebook, a Colab link to that notebook; progress bars at most a line or two per output.
 And every internal link of the site, with its #anchor, leads to something that exists.
+
+Read as a book (``test_page_reads_as_a_book``, at 1400 px and at 420 px): no path of the
+build machine, no traceback and no PASS/FAIL/True verdict in any output; every figure with a
+numbered caption and alt text; code cells within their column at desktop width; display
+equations that scroll sideways when they do not fit, never clipped; a first visit to a page
+within WEIGHT_BUDGET bytes (the Performance API's sizes of every resource the page loads).
 """
 from __future__ import annotations
 
@@ -104,7 +110,7 @@ def browser(server, tmp_path_factory):
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900",
+                 "--disable-dev-shm-usage", "--window-size=1400,900",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
                  # every host but the local server is unresolvable: a CDN dependency shows as an error
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
@@ -200,6 +206,151 @@ def test_page_loads_typesets_its_equations_and_shows_its_figures(page, browser, 
         assert len(bars) <= 2, (
             f"{page}.html output {k} shows {len(bars)} lines of progress bar (use sigprop.runtime.progress, "
             f"see CONTRIBUTING.md): {bars[:3]}")
+
+
+# --------------------------------------------------------------------------- a book, not a test log
+
+DESKTOP, PHONE = 1400, 420
+# a first visit to a page (HTML, CSS, scripts, fonts, figures) loads at most this many bytes
+WEIGHT_BUDGET = 2_500_000
+# a path of the build machine in what a reader sees
+MACHINE_PATH = re.compile(r"(?:^|[\s'\"(=:])(/work/|/tmp/|/home/|/root/|/usr/|/opt/|[A-Za-z]:\\\\Users\\\\)"
+                          r"|site-packages|dist-packages")
+# a verdict instead of a sentence: a bare PASS/FAIL/True/False line, "PASS: ...", "...: True"
+VERDICT = re.compile(r"^\s*(?:PASS(?:ED)?|FAIL(?:ED)?|True|False|OK)\s*$"
+                     r"|^\s*(?:PASS(?:ED)?|FAIL(?:ED)?)\b"
+                     r"|\b(?:PASS(?:ED)?|FAIL(?:ED)?)\s*$"
+                     r"|[:=]\s*(?:True|False)\s*\.?\s*$")
+
+_PREPARE = """
+const done = arguments[arguments.length - 1];
+// every collapsed cell open (hide-input, dropdowns): what a reader can open is measured too
+document.querySelectorAll('details').forEach(d => { d.open = true; });
+// lazy images load now: a reader who scrolls loads them all
+const imgs = Array.from(document.querySelectorAll('img'));
+imgs.forEach(i => { if (i.loading === 'lazy') { i.loading = 'eager'; } });
+const start = Date.now();
+(function poll() {
+  const pending = imgs.filter(i => !i.complete);
+  if ((!pending.length && document.readyState === 'complete') || Date.now() - start > 20000) {
+    document.fonts.ready.then(() => setTimeout(() => done(pending.length), 300));
+  } else {
+    setTimeout(poll, 50);
+  }
+})();
+"""
+
+_READING_FACTS = """
+const article = document.querySelector('article') || document.querySelector('main') || document.body;
+function where(el) {
+  // the nearest heading above the element, and the element's own description
+  const cell = el.closest('.cell');
+  const cells = Array.from(document.querySelectorAll('.cell'));
+  let heading = '';
+  for (const h of article.querySelectorAll('h1, h2, h3, h4')) {
+    if (h.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING) { heading = h.textContent.replace('#', '').trim(); }
+  }
+  return (cell ? 'code cell ' + (cells.indexOf(cell) + 1) + ' ' : '') + 'under "' + heading.slice(0, 60) + '"';
+}
+function scroller(el) {
+  for (let e = el; e && e !== article.parentElement; e = e.parentElement) {
+    const ox = getComputedStyle(e).overflowX;
+    if ((ox === 'auto' || ox === 'scroll') && e.scrollWidth > e.clientWidth) { return e; }
+  }
+  return null;
+}
+const outputs = Array.from(article.querySelectorAll('.cell_output')).map(o => ({text: o.innerText, where: where(o)}));
+const figures = Array.from(article.querySelectorAll('.cell_output img')).map(img => {
+  const fig = img.closest('figure');
+  const cap = fig ? fig.querySelector('figcaption') : null;
+  return {src: (img.getAttribute('src') || '').split('/').pop(), alt: img.getAttribute('alt') || '',
+          number: cap && cap.querySelector('.caption-number') ? cap.querySelector('.caption-number').textContent.trim() : '',
+          caption: cap ? cap.innerText.trim().slice(0, 80) : '', where: where(img)};
+});
+const code = Array.from(article.querySelectorAll('div.highlight pre'))
+  .filter(p => !p.closest('.cell_output') && p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
+  .map(p => ({where: where(p), scroll: p.scrollWidth, client: p.clientWidth,
+              line: p.innerText.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 100)}));
+const equations = Array.from(article.querySelectorAll('mjx-container[display="true"]')).map(c => {
+  const math = c.querySelector('mjx-math');
+  const wide = math ? math.getBoundingClientRect().width : 0;
+  const box = c.getBoundingClientRect().width;
+  const host = c.closest('div.math');
+  const tex = (c.querySelector('mjx-assistive-mml') || c).textContent.replace(/\\s+/g, ' ').trim();
+  return {overflows: wide > box + 1, scrolls: !!scroller(c), wide: Math.round(wide), box: Math.round(box),
+          name: (host && host.id) || tex.slice(0, 60), where: where(c)};
+}).filter(e => e.overflows);
+const entries = performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation'));
+const sizes = entries.map(e => [e.encodedBodySize || e.transferSize || 0, e.name.replace(location.origin, '')]);
+return {outputs, figures, code, equations, sizes};
+"""
+
+
+def _visit(browser, server, page: str, width: int, fresh: bool = False):
+    browser.set_window_size(width, 900)
+    if fresh:  # a first visit: nothing from the cache
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
+    browser.get(urljoin(server, f"{page}.html"))
+    browser.execute_async_script(_WAIT_FOR_MATHJAX)
+    browser.execute_async_script(_PREPARE)
+    facts = browser.execute_script(_READING_FACTS)
+    if fresh:
+        browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
+    browser.set_window_size(DESKTOP, 900)  # the other tests read pages at desktop width
+    return facts
+
+
+def _alt_is_missing(alt: str) -> bool:
+    alt = alt.strip()
+    return (not alt or bool(re.search(r"\.(png|jpe?g|svg|gif|webp)$", alt, re.I)) or "/" in alt
+            or "\\" in alt or alt.startswith("_images"))
+
+
+def page_weight(sizes) -> int:
+    return sum(int(size) for size, _ in sizes)
+
+
+@pytest.mark.parametrize("width", [DESKTOP, PHONE], ids=["desktop", "phone"])
+@pytest.mark.parametrize("page", PAGES)
+def test_page_reads_as_a_book(page, width, browser, server):
+    """What a reader sees, at desktop and phone width: no machine paths, tracebacks or
+    PASS/FAIL/True verdicts in outputs; every figure numbered, captioned, with alt text; code
+    cells within their column (desktop); display equations that scroll when too wide (never
+    clipped); and a first visit within the weight budget (desktop)."""
+    facts = _visit(browser, server, page, width, fresh=width == DESKTOP)
+    problems = []
+    for out in facts["outputs"]:
+        for line in out["text"].splitlines():
+            if MACHINE_PATH.search(line):
+                problems.append(f"{out['where']}: output shows a path of the build machine: {line.strip()[:120]!r}")
+            if "Traceback" in line:
+                problems.append(f"{out['where']}: output shows a traceback: {line.strip()[:120]!r}")
+            if VERDICT.search(line):
+                problems.append(f"{out['where']}: output prints a verdict, not a sentence: {line.strip()[:120]!r}")
+    for fig in facts["figures"]:
+        if not re.match(r"Fig(ure)?\.?\s*\d", fig["number"]):
+            problems.append(f"{fig['where']}: figure {fig['src']} has no numbered caption "
+                            f"(mystnb: figure: name/caption in the cell's metadata)")
+        if _alt_is_missing(fig["alt"]):
+            problems.append(f"{fig['where']}: figure {fig['src']} has no alt text (alt={fig['alt'][:60]!r}; "
+                            f"mystnb: image: alt in the cell's metadata)")
+    if width == DESKTOP:
+        for block in facts["code"]:
+            problems.append(f"{block['where']}: code block is {block['scroll']} px wide in a {block['client']} px "
+                            f"column at {width} px: {block['line']!r}")
+    for eq in facts["equations"]:
+        if not eq["scrolls"]:
+            problems.append(f"{eq['where']}: display equation {eq['name']!r} is {eq['wide']} px wide in a "
+                            f"{eq['box']} px box at {width} px and is clipped (no scroll bar)")
+    if width == DESKTOP:
+        weight = page_weight(facts["sizes"])
+        if weight > WEIGHT_BUDGET:
+            heavy = sorted(facts["sizes"], reverse=True)[:6]
+            problems.append(f"a first visit loads {weight / 1e6:.2f} MB (budget {WEIGHT_BUDGET / 1e6:.1f} MB); "
+                            "heaviest: " + ", ".join(f"{name} {size / 1e3:.0f} kB" for size, name in heavy))
+    assert not problems, (f"{page}.html at {width} px: {len(problems)} problems:\n  "
+                          + "\n  ".join(problems[:40]))
 
 
 # --------------------------------------------------------------------------- internal links
