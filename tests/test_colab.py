@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -187,23 +188,45 @@ def _freeze(python: Path) -> dict[str, str]:
     return {canonicalize_name(name.strip()): version.strip() for name, version in pairs}
 
 
+def _wheel(source: Path, out: Path) -> Path:
+    """The wheel of the project in ``source``, built offline with this environment's setuptools."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", str(source),
+         "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        check=True, env={**os.environ, "PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": os.devnull},
+        capture_output=True, text=True,
+    )
+    return max(out.glob("*.whl"), key=lambda p: p.stat().st_mtime)
+
+
 def _sigprop_wheel(where: Path) -> Path:
     """sigprop's wheel, built from a copy of lib/ (the working tree gets no build/ folder)."""
     source = where / "lib"
     shutil.copytree(ROOT / "lib", source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
-    env = {**os.environ, "PIP_NO_INDEX": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", str(source),
-         "--no-deps", "--no-build-isolation", "-q", "-w", str(where / "wheels")],
-        check=True, env=env, capture_output=True, text=True,
-    )
-    (wheel,) = (where / "wheels").glob("sigprop-*.whl")
+    return _wheel(source, where / "wheels")
+
+
+def _tiny_wheel(where: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A stand-in wheel of distribution ``name`` (an empty module of that name), written directly."""
+    where.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": "",
+        f"{info}/METADATA": "Metadata-Version: 2.1\n" f"Name: {name}\nVersion: {version}\n"
+        + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests/test_colab.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{f},,\n" for f in [*files, f"{info}/RECORD"])
+    wheel = where / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for arcname, text in files.items():
+            archive.writestr(arcname, text)
     return wheel
 
 
-def _kernel_env(python: Path, wheel: Path, data: Path) -> dict[str, str]:
-    """Colab's kernel, offline: the venv first on PATH, no PYTHONPATH, pip with no index and no
-    configuration of this machine, sigprop's source the local wheel."""
+def _colab_env(python: Path, source: Path, find_links: Path | None = None) -> dict[str, str]:
+    """Colab's kernel, offline: the venv first on PATH, no PYTHONPATH, pip with no index and
+    none of this machine's configuration, and sigprop's install source ``source``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(
         PATH=f"{python.parent}{os.pathsep}{env.get('PATH', '')}",
@@ -211,12 +234,51 @@ def _kernel_env(python: Path, wheel: Path, data: Path) -> dict[str, str]:
         PIP_CONFIG_FILE=os.devnull,
         PIP_NO_INDEX="1",
         PIP_DISABLE_PIP_VERSION_CHECK="1",
-        SIGPROP_INSTALL_SOURCE=str(wheel),
-        SIGPROP_DATA=str(data),
+        SIGPROP_INSTALL_SOURCE=str(source),
     )
+    if find_links is not None:
+        env["PIP_FIND_LINKS"] = str(find_links)
     env.setdefault("SIGPROP_SCALE", "small")
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
+
+
+def _run_bootstrap(python: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The bootstrap cell is plain Python (no magics): run it as a script in ``python``."""
+    source = new_chapter.bootstrap_source(new_chapter.repository_url(ROOT))
+    return subprocess.run([str(python), "-c", source], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_bootstrap_keeps_torch_and_numpy_and_says_when_to_restart(tmp_path):
+    """Stand-in sigprop wheels with other needs, in the simulated Colab (the bootstrap cell is
+    plain Python, so it runs as a script). One that needs another numpy or torch, with that
+    version at hand: pip must refuse (the installed ones are pinned), the cell stops with pip's
+    message, and nothing changes. One that needs a newer tqdm: pip replaces tqdm, and the cell
+    says, in its one sentence, to restart."""
+    python = _colab_venv(tmp_path / "colab")
+    before = _freeze(python)
+    wheels = tmp_path / "wheels"
+    for name in ("numpy", "torch", "tqdm"):
+        _tiny_wheel(wheels, name, "999.0", [])
+    for needs in ("numpy>=999", "torch>=999"):
+        sigprop = _tiny_wheel(tmp_path / needs[:5], "sigprop", "0.0.1", [needs])
+        run = _run_bootstrap(python, _colab_env(python, sigprop, find_links=wheels))
+        assert run.returncode != 0, f"the bootstrap installed a sigprop that needs {needs}:\n{run.stdout}"
+        assert "RuntimeError: pip could not install sigprop:" in run.stderr, run.stderr
+        assert "ResolutionImpossible" in run.stderr or "conflict" in run.stderr.lower(), run.stderr
+        assert _freeze(python) == before, f"a failed install changed the environment ({needs})"
+
+    sigprop = _tiny_wheel(tmp_path / "tqdm", "sigprop", "0.0.1", ["tqdm>=999"])
+    run = _run_bootstrap(python, _colab_env(python, sigprop, find_links=wheels))
+    assert run.returncode == 0, run.stderr
+    assert f"Installing sigprop from {sigprop} ..." in run.stdout, run.stdout
+    assert (
+        "Installing sigprop changed tqdm: restart the session (Runtime > Restart session), "
+        "then run the notebook again." in run.stdout
+    ), run.stdout
+    after = _freeze(python)
+    assert after["tqdm"] == "999.0" != before["tqdm"]
+    assert after["numpy"] == before["numpy"] and after["torch"] == before["torch"]
 
 
 def _notebooks_to_run() -> list[str]:
@@ -257,7 +319,7 @@ def test_chapter_runs_in_a_simulated_colab(name, tmp_path):
     workdir.mkdir()
     client = NotebookClient(nb, km=km, timeout=600, allow_errors=False, resources={"metadata": {"path": str(workdir)}})
     try:
-        client.execute(env=_kernel_env(python, wheel, data))
+        client.execute(env={**_colab_env(python, wheel), "SIGPROP_DATA": str(data)})
     except CellExecutionError as error:  # the message holds the cell and its traceback
         pytest.fail(f"{name} failed in the simulated Colab:\n{str(error)[-4000:]}", pytrace=False)
     finally:
