@@ -1,64 +1,106 @@
-"""Graded assignments from the book's chapters: student copies, instructor copies, grading.
+"""Graded assignments from the book's chapters, graded with otter-grader's hidden tests.
 
-    python tools/assignments.py student book/ch01_xavier_he.ipynb -o out/
-    python tools/assignments.py grade out/student/ch01_xavier_he.ipynb          (a completed copy)
-    python tools/assignments.py check-key book/ch01_xavier_he.ipynb
+    python tools/assignments.py release book/ch02_mean_field.md -o course/
+    python tools/assignments.py grade book/ch02_mean_field.md course/submissions/ -o course/grades/
+    python tools/assignments.py check-key book/ch02_mean_field.md
 
-``student`` writes two notebooks per chapter:
+The chapters (``book/*.md``) are the single source. ``release`` writes
 
-* ``out/student/<chapter>.ipynb``, to hand out: the ``{solution}`` blocks are deleted from
-  the markdown (not hidden: a dropdown still ships its text to Colab), and so are the gated
-  ``{solution-start}``/``{solution-end}`` blocks with every cell between them, ``<details>``
-  blocks whose summary says "Solution", and code cells tagged ``solution``. The exercise
-  prompts, the stubs (which raise ``NotImplementedError``) and the check cells stay, so the
-  notebook runs end to end and says which exercises are done;
-* ``out/instructor/<chapter>.ipynb``: everything, solutions included.
+* ``course/student/<chapter>.ipynb``, to hand out: prompts, stubs and the reader's own check
+  cells; the ``{solution}`` blocks (also the gated ``{solution-start}``/``{solution-end}``
+  form, ``<details>`` blocks whose summary says "Solution" and code cells tagged ``solution``)
+  and the hidden tests are deleted, not hidden;
+* ``course/instructor/<chapter>.ipynb``: everything, solutions and hidden tests included.
 
-``grade`` executes a completed student notebook in a fresh kernel (nbclient; ``--timeout``
-seconds per cell; a cell that fails does not stop the run) and reports, for each exercise
-(its ``{exercise}`` label), PASS, FAIL or NOT ATTEMPTED with the check's message. The checks
-are the lines printed by :func:`sigprop.exercises.check`; CONTRIBUTING.md ("Exercises") says
-how chapters write them. The exit status is 0 when every exercise passed and 1 otherwise;
-``--json FILE`` writes the result for a gradebook. Grading runs the student's code: run it
-in a container or a throw-away account.
+``--only-exercises`` keeps just the chapter's set-up cells (those before its first ``##``
+section) and its "Exercises" section, and ``--exercise LABEL`` (repeatable) only those
+exercises: a short assignment that runs in seconds.
 
-``check-key`` is for chapter authors: it makes the student copy, checks that it holds no
-solution text and runs to its end with every exercise not passed, then pastes each
-solution's code in place of its stub and checks that every exercise passes.
+Hidden tests. Each exercise of a chapter has one, after its solution, in an HTML comment
+(invisible on the website and in Jupyter; deleted from the student copy)::
+
+    <!-- hidden-test ch02-ex1
+    from otter.test_files import test_case
+
+    name = "ch02-ex1"
+    points = 2
+
+    def cases(rng):           # the grader's process: inputs drawn for this student
+        return [...]
+
+    def answer(case):         # the student's kernel, after all their cells
+        return float(relu_c_map(...))
+
+    @test_case(points=2, hidden=True)
+    def closed_form(cases, answers):   # the grader's process
+        assert ...
+    -->
+
+The block is an otter-grader exception-based test file plus two functions. ``grade``
+draws the cases in its own process (``random.Random`` seeded per run, student and
+exercise), runs the student's notebook and then ``answer`` on each case in a sandbox, and
+gets back plain values; the ``@test_case`` functions then run in the grader's own process
+with reference values computed there, through otter's ``ExceptionTestFile``. Printed text,
+the notebook's metadata and anything the student's kernel does to ``sigprop`` never reach
+the grade. ``cases`` and the test functions must not rely on anything the student returns
+beyond the values.
+
+``grade`` grades each submission in a scratch copy, in its own process group, under a
+wall-clock and a memory limit (killed with its children when over, and reported as a
+timeout or out-of-memory), inside bubblewrap when it works on the machine (network off,
+the filesystem read-only outside the scratch copy, the submissions and other scratch
+copies invisible, its own process namespace). A batch of N notebooks always gives N
+results, each with its reason, and writes ``grades.csv`` (the gradebook), ``report.json``
+(isolation in force, limits, seed, every exercise's outcome), ``report.txt`` and
+``gradescope/<student>.json`` (otter's Gradescope results format).
+
+``check-key`` is for chapter authors: the student copy holds no solution or hidden test,
+grades 0, and with each solution pasted in place of its stub grades full marks.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
+import csv
+import ctypes
 import json
+import os
+import random
 import re
+import secrets
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import jupytext
 import nbformat
-from nbclient import NotebookClient
 
-try:
-    from sigprop.exercises import CheckResult, parse_check_lines, summarize
-except ImportError:  # running from a clone without `pip install -e lib`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-    from sigprop.exercises import CheckResult, parse_check_lines, summarize
+HERE = Path(__file__).resolve().parent
+RUNNER = HERE / "grade_runner.py"
 
 #: Code cells with this tag are solutions: removed from the student copy.
 SOLUTION_TAG = "solution"
-#: Notebook metadata key that says which copy a notebook is.
+#: Notebook metadata key that says which copy a notebook is (informative only: never read
+#: when grading).
 META_KEY = "sigprop_assignment"
 
 _OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|:{3,})\{(?P<name>[\w-]+)\}[ \t]*(?P<arg>.*?)\s*$")
 _CODE_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?:\{code-block\}|\{code\}|\{code-cell\})?[ \t]*(?P<lang>[\w+-]*)")
 _DETAILS_OPEN = re.compile(r"<details\b", re.I)
 _DETAILS_CLOSE = re.compile(r"</details\s*>", re.I)
+_HIDDEN_TEST = re.compile(r"<!--[ \t]*hidden-test[ \t]+(?P<label>[\w.-]+(?::[\w.-]+)*?):?(?=[ \t\n])[^\n]*\n(?P<body>.*?)-->[ \t]*\n?", re.S)
+_HEADING2 = re.compile(r"^##[ \t]+\S")
+_EXERCISES = re.compile(r"^##[ \t]+Exercises[ \t]*$")
 
-
-# --------------------------------------------------------------------------- MyST scanning
 
 @dataclass
 class Directive:
@@ -180,18 +222,154 @@ def solution_code(nb) -> Dict[str, str]:
     return out
 
 
-# --------------------------------------------------------------------------- the two copies
+# --------------------------------------------------------------------------- hidden tests
+
+@dataclass
+class HiddenTest:
+    """The hidden test of one exercise: an otter exception-based test file with ``cases``
+    (run by the grader) and ``answer`` (run in the student's kernel)."""
+
+    label: str
+    source: str
+
+    def namespace(self) -> dict:
+        """The test file executed in a fresh namespace of the grader's process."""
+        ns: dict = {"__name__": f"hidden_test_{self.label}"}
+        exec(compile(self.source, f"<hidden test {self.label}>", "exec"), ns)
+        for name in ("cases", "answer"):
+            if not callable(ns.get(name)):
+                raise ValueError(f"the hidden test of {self.label} defines no function {name}()")
+        return ns
+
+    @property
+    def points(self) -> float:
+        return float(self.test_file().possible)
+
+    def cases(self, rng: random.Random) -> list:
+        """The inputs drawn for one student (plain JSON values)."""
+        cases = self.namespace()["cases"](rng)
+        return json.loads(json.dumps(cases))
+
+    def kernel_source(self) -> str:
+        """What runs in the student's kernel: the imports and ``answer`` (and any helper
+        function whose name starts with ``_``), not the tests."""
+        tree = ast.parse(self.source)
+        keep = []
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("otter")):
+                    keep.append(ast.get_source_segment(self.source, node))
+            elif isinstance(node, ast.FunctionDef) and not node.decorator_list and (
+                    node.name == "answer" or node.name.startswith("_")):
+                keep.append(ast.get_source_segment(self.source, node))
+        return "\n\n".join(keep) + "\n"
+
+    def test_file(self):
+        """The otter ``ExceptionTestFile`` (its ``@test_case`` functions), fresh each call."""
+        from otter.test_files.exception_test import ExceptionTestFile
+
+        tf = ExceptionTestFile.from_string(self.source, path=f"{self.label}.py")
+        if not tf.test_cases:
+            raise ValueError(f"the hidden test of {self.label} has no @test_case function")
+        return tf
+
+
+def hidden_tests(nb) -> Dict[str, HiddenTest]:
+    """The hidden tests of a chapter (``<!-- hidden-test <label> ... -->`` blocks)."""
+    found: Dict[str, HiddenTest] = {}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for match in _HIDDEN_TEST.finditer(cell.source):
+                found[match["label"]] = HiddenTest(match["label"], match["body"])
+    return found
+
+
+# --------------------------------------------------------------------------- the copies
+
+def read_chapter(path: Path):
+    """A chapter as a notebook: its MyST source (``.md``, through jupytext) or a notebook."""
+    path = Path(path)
+    if path.suffix == ".md":
+        nb = jupytext.read(path, fmt="md:myst")
+    else:
+        nb = nbformat.read(path, as_version=4)
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
+                                          "language": "python"})
+    return nb
+
+
+def _md_cell(source: str):
+    return nbformat.v4.new_markdown_cell(source)
+
+
+def _split_at_exercises(source: str) -> List[Tuple[Optional[str], str]]:
+    """Split a markdown text before each ``{exercise}`` directive: (label or None, text)."""
+    lines = source.splitlines()
+    starts = [(d.start, d.option("label")) for d in directives(source) if d.name == "exercise"]
+    pieces, last, label = [], 0, None
+    for start, new_label in starts:
+        if start > last:
+            pieces.append((label, "\n".join(lines[last:start])))
+        last, label = start, new_label
+    pieces.append((label, "\n".join(lines[last:])))
+    return [(lab, text) for lab, text in pieces if text.strip()]
+
+
+def select(nb, only_exercises: bool = False, labels: Optional[Sequence[str]] = None):
+    """A copy of ``nb`` with only its set-up and "Exercises" section (``only_exercises``),
+    and of those only the exercises in ``labels`` (when given).
+
+    Raises
+    ------
+    ValueError
+        If the chapter has no "## Exercises" section, or a label is not one of its exercises.
+    """
+    if not only_exercises and not labels:
+        return copy.deepcopy(nb)
+    out = copy.deepcopy(nb)
+    known = exercise_labels(nb)
+    unknown = [lab for lab in labels or () if lab not in known]
+    if unknown:
+        raise ValueError(f"exercise must be one of {known}; got {unknown}")
+    cells, section, current = [], "setup", None
+    for cell in out.cells:
+        if cell.cell_type != "markdown":
+            if section == "setup" or (section == "exercises" and (not labels or current in labels)):
+                cells.append(cell)
+            continue
+        lines = cell.source.splitlines()
+        kept: List[str] = []
+        for line in lines:
+            if _HEADING2.match(line):
+                section = "exercises" if _EXERCISES.match(line) else (
+                    "after" if section == "exercises" else "body")
+            if section in ("setup", "exercises"):
+                kept.append(line)
+        if section == "setup" and kept:
+            cells.append(_md_cell("\n".join(kept)))
+            continue
+        if not kept:
+            continue
+        for label, text in _split_at_exercises("\n".join(kept)):
+            current = label if label is not None else current
+            if not labels or current is None or current in labels:
+                cells.append(_md_cell(text))
+    if section not in ("exercises", "after") and only_exercises:
+        raise ValueError("the chapter has no '## Exercises' section")
+    out.cells = cells
+    return out
+
 
 def _strip_markdown(text: str, gated: bool) -> Tuple[str, bool]:
-    """Remove solution blocks from one markdown cell; ``gated`` says whether a
-    ``{solution-start}`` block is open from an earlier cell. Returns the text and the flag."""
+    """Remove solution blocks and hidden tests from one markdown cell; ``gated`` says whether
+    a ``{solution-start}`` block is open from an earlier cell. Returns the text and the flag."""
+    text = _HIDDEN_TEST.sub("", text)
     lines = text.splitlines()
     found = directives(text)
     drop = [False] * len(lines)
     for d in found:
         if d.name == "solution":
             drop[d.start:d.end + 1] = [True] * (d.end + 1 - d.start)
-    # the gated form: from {solution-start} to {solution-end}, possibly across cells
     marks = {d.start: d for d in found if d.name in ("solution-start", "solution-end")}
     state, k = gated, 0
     while k < len(lines):
@@ -210,14 +388,13 @@ def _strip_markdown(text: str, gated: bool) -> Tuple[str, bool]:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n"), state
 
 
-def student_notebook(nb, clear_outputs: bool = False):
-    """A copy of ``nb`` with every solution removed (see the module's docstring)."""
+def student_notebook(nb, clear_outputs: bool = True):
+    """A copy of ``nb`` with every solution and hidden test removed (see the module's docstring)."""
     out = copy.deepcopy(nb)
     cells, gated = [], False
     for cell in out.cells:
         if cell.cell_type == "markdown":
-            source, gated_after = _strip_markdown(cell.source, gated)
-            gated = gated_after
+            source, gated = _strip_markdown(cell.source, gated)
             cell.pop("attachments", None)
             if source.strip():
                 cell.source = source
@@ -237,7 +414,7 @@ def student_notebook(nb, clear_outputs: bool = False):
 
 
 def instructor_notebook(nb):
-    """A copy of ``nb`` with everything, solutions included."""
+    """A copy of ``nb`` with everything, solutions and hidden tests included."""
     out = copy.deepcopy(nb)
     out.metadata.pop("jupytext", None)
     out.metadata[META_KEY] = {"copy": "instructor", "exercises": exercise_labels(nb)}
@@ -275,14 +452,14 @@ def check_cells(nb) -> Dict[str, List[int]]:
 
 def completed_notebook(nb):
     """The student copy of ``nb`` with each stub replaced by its solution's code (a student
-    who solved everything); the ``raises-exception`` tag goes, so a wrong key is an error.
+    who solved everything).
 
     Raises
     ------
     ValueError
         If an exercise has no stub or no solution code.
     """
-    student = student_notebook(nb, clear_outputs=True)
+    student = student_notebook(nb)
     codes, stubs = solution_code(nb), stub_cells(student)
     for label in exercise_labels(nb):
         if label not in stubs:
@@ -297,59 +474,8 @@ def completed_notebook(nb):
     return student
 
 
-# --------------------------------------------------------------------------- execution and grading
-
-def execute(nb, cwd: Path, timeout: int = 300, allow_errors: bool = False):
-    """Run ``nb`` top to bottom in a fresh ``python3`` kernel (the current interpreter) with
-    ``cwd`` as working directory. Cells tagged ``raises-exception`` may raise; with
-    ``allow_errors`` every cell may, and a cell past ``timeout`` seconds is interrupted."""
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
-        interrupt_on_timeout=allow_errors, record_timing=False,
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    client.execute()
-    return nb
-
-
-def printed_text(nb) -> str:
-    """Everything the code cells printed to stdout, in order."""
-    parts = []
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "stream" and output.get("name") == "stdout":
-                    parts.append(output.get("text", ""))
-    return "".join(parts)
-
-
-def results(nb) -> Dict[str, CheckResult]:
-    """One outcome per exercise of an executed notebook (see :func:`sigprop.exercises.summarize`)."""
-    labels = nb.metadata.get(META_KEY, {}).get("exercises") or exercise_labels(nb)
-    return summarize(parse_check_lines(printed_text(nb)), labels)
-
-
-def grade(path: Path, timeout: int = 300) -> Tuple[Dict[str, CheckResult], float]:
-    """Execute the notebook at ``path`` (errors allowed) and return its outcomes and the time taken."""
-    nb = nbformat.read(path, as_version=4)
-    start = time.perf_counter()
-    execute(nb, Path(path).resolve().parent, timeout=timeout, allow_errors=True)
-    return results(nb), time.perf_counter() - start
-
-
-def report(outcomes: Dict[str, CheckResult]) -> str:
-    """A plain-text table: one line per exercise, then the count."""
-    width = max([len(label) for label in outcomes] + [8])
-    lines = [f"{'exercise':<{width}}  {'result':<13}  message"]
-    for label, r in outcomes.items():
-        lines.append(f"{label:<{width}}  {r.status:<13}  {r.message}")
-    passed = sum(r.passed for r in outcomes.values())
-    lines.append(f"{passed} of {len(outcomes)} exercises passed")
-    return "\n".join(lines)
-
-
 def solution_texts(nb) -> List[str]:
-    """The text of every solution in ``nb`` (to check that a student copy holds none of it)."""
+    """The text of every solution and hidden test in ``nb`` (a student copy must hold none)."""
     texts = []
     student = student_notebook(nb)
     kept = {c.source for c in student.cells}
@@ -357,112 +483,517 @@ def solution_texts(nb) -> List[str]:
         if cell.cell_type == "code" and cell.source not in kept:
             texts.append(cell.source)
         elif cell.cell_type == "markdown":
-            for d in directives(cell.source):
+            for d in directives(_HIDDEN_TEST.sub("", cell.source)):
                 if d.name == "solution":
                     texts.extend(line.strip() for line in d.body
                                  if line.strip() and not re.match(r"^\s*(:\w[\w-]*:|`{3,}|~{3,}|:{3,})", line))
-    # a line the student is given anyway (the stub's `def` line and docstring) is not solution text
+    for test in hidden_tests(nb).values():
+        texts.extend(line.strip() for line in test.source.splitlines()
+                     if re.match(r"^\s*(def |assert |return )", line))
     given = {line.strip() for cell in nb.cells if cell.cell_type == "code"
              and "raises-exception" in cell.get("metadata", {}).get("tags", []) for line in cell.source.splitlines()}
     return [t for t in texts if len(t.strip()) >= 8 and t.strip() not in given]
 
-
-# --------------------------------------------------------------------------- command line
 
 def _write(nb, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
 
 
-def cmd_student(args) -> int:
-    for source in args.notebooks:
-        nb = nbformat.read(source, as_version=4)
-        labels = exercise_labels(nb)
-        student = student_notebook(nb, clear_outputs=args.clear_outputs)
-        stubs, checks = stub_cells(student), check_cells(student)
-        for label in labels:
-            if label not in stubs:
-                print(f"warning: {source}: exercise {label} has no stub cell", file=sys.stderr)
-            if label not in checks:
-                print(f"warning: {source}: exercise {label} has no check cell "
-                      f"(sigprop.exercises.check({label!r}, ...)); grading will report it FAIL", file=sys.stderr)
-        _write(student, args.output / "student" / source.name)
-        _write(instructor_notebook(nb), args.output / "instructor" / source.name)
-        print(f"{source}: {len(labels)} exercises -> {args.output / 'student' / source.name} "
-              f"and {args.output / 'instructor' / source.name}")
-    return 0
+def release(chapter: Path, output: Path, only_exercises: bool = False,
+            labels: Optional[Sequence[str]] = None) -> Tuple[Path, Path]:
+    """Write ``output/student/<chapter>.ipynb`` and ``output/instructor/<chapter>.ipynb``."""
+    nb = select(read_chapter(chapter), only_exercises, labels)
+    name = Path(chapter).stem + ".ipynb"
+    student, instructor = output / "student" / name, output / "instructor" / name
+    _write(student_notebook(nb), student)
+    _write(instructor_notebook(nb), instructor)
+    return student, instructor
 
 
-def cmd_grade(args) -> int:
-    all_passed, record = True, {}
-    for path in args.notebooks:
-        outcomes, elapsed = grade(path, timeout=args.timeout)
-        print(f"{path} (executed in {elapsed:.0f} s)")
-        print(report(outcomes))
-        all_passed &= bool(outcomes) and all(r.passed for r in outcomes.values())
-        record[str(path)] = {label: asdict(r) for label, r in outcomes.items()}
-    if args.json:
-        args.json.write_text(json.dumps(record, indent=2), encoding="utf8")
-    return 0 if all_passed else 1
+# --------------------------------------------------------------------------- the sandbox
+
+_BWRAP_STATE: Dict[str, object] = {}
 
 
-def check_key(path: Path, timeout: int = 600) -> List[str]:
+def bwrap_status() -> Tuple[bool, str]:
+    """Whether bubblewrap works on this machine, and why not when it does not."""
+    if "ok" not in _BWRAP_STATE:
+        path = shutil.which("bwrap")
+        if not path:
+            _BWRAP_STATE.update(ok=False, why="bubblewrap (bwrap) is not installed")
+        else:
+            probe = subprocess.run([path, *_BWRAP_BASE, "--", sys.executable, "-c", "pass"],
+                                   capture_output=True, text=True, timeout=60)
+            _BWRAP_STATE.update(ok=probe.returncode == 0,
+                                why=(probe.stderr.strip() or f"exit status {probe.returncode}")[:200])
+    return bool(_BWRAP_STATE["ok"]), str(_BWRAP_STATE["why"])
+
+
+# bubblewrap: a new namespace of every kind (network: loopback only; processes: the
+# sandbox's own, all killed when it ends), the whole filesystem read-only, a private /tmp.
+_BWRAP_BASE = ["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
+               "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+
+
+def _sandbox_command(scratch: Path, hide: Sequence[Path], use_bwrap: bool, result_fd: int) -> List[str]:
+    runner = [sys.executable, "-B", str(RUNNER), "--result-fd", str(result_fd)]
+    if not use_bwrap:
+        return runner
+    command = [shutil.which("bwrap"), *_BWRAP_BASE]
+    for folder in hide:  # the submissions, the gradebook and the other scratch copies
+        if folder.exists():
+            command += ["--tmpfs", str(folder)]
+    command += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch), "--"]
+    return command + runner
+
+
+def _become_subreaper() -> None:
+    """Orphaned processes of a submission become this process's children (Linux), so that
+    a process that left its group is still found and killed."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:  # noqa: BLE001 - not Linux: process groups only
+        pass
+
+
+def _descendants(pid: int):
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+_ACTIVE: set = set()  # pids of the sandboxes being waited for by their own Popen
+
+
+def _reap() -> None:
+    """Collect the exit status of orphans this process adopted as subreaper (not those of
+    the sandboxes still being waited for), so that none stays a zombie."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            if child.pid not in _ACTIVE and child.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(child.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            pass
+
+
+def _kill(processes) -> int:
+    import psutil
+
+    killed = 0
+    for p in processes:
+        try:
+            p.kill()
+            killed += 1
+        except psutil.Error:
+            pass
+    return killed
+
+
+@dataclass
+class Run:
+    """What happened to one submission in its sandbox."""
+
+    status: str                     # "completed", "timeout", "out-of-memory", "failed"
+    reason: str
+    answers: Dict[str, list] = field(default_factory=dict)
+    wall_s: float = 0.0
+    peak_mb: float = 0.0
+    last_cell: Optional[int] = None
+
+
+def run_submission(path: Path, probes: List[dict], scratch: Path, hide: Sequence[Path],
+                   timeout: float, memory_mb: float, use_bwrap: bool) -> Run:
+    """Run one submission and its probes in ``scratch`` under the limits (see ``grade``)."""
+    import psutil
+
+    scratch.mkdir(parents=True)
+    (scratch / "home").mkdir()
+    shutil.copyfile(path, scratch / "submission.ipynb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "JUPYTER_", "PYTEST_"))}
+    env.update(HOME=str(scratch / "home"), JUPYTER_RUNTIME_DIR=str(scratch / "home" / "runtime"),
+               IPYTHONDIR=str(scratch / "home" / "ipython"), MPLCONFIGDIR=str(scratch / "home" / "mpl"),
+               TMPDIR=str(scratch / "home"), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"))
+    read_fd, write_fd = os.pipe()
+    records: List[dict] = []
+
+    def reader():
+        with os.fdopen(read_fd, encoding="utf8", errors="replace") as stream:
+            for line in stream:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+
+    log = open(scratch.parent / f"{scratch.name}.log", "wb")
+    start = time.monotonic()
+    proc = subprocess.Popen(_sandbox_command(scratch, hide, use_bwrap, write_fd), cwd=scratch, env=env,
+                            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                            pass_fds=(write_fd,), start_new_session=True)
+    _ACTIVE.add(proc.pid)
+    os.close(write_fd)
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        proc.stdin.write(json.dumps({"notebook": "submission.ipynb", "probes": probes}).encode())
+        proc.stdin.close()
+    except OSError:
+        pass
+    seen, peak, over = {}, 0.0, None
+    while proc.poll() is None:
+        tree = [psutil.Process(proc.pid)] + _descendants(proc.pid) if psutil.pid_exists(proc.pid) else []
+        rss = 0
+        for p in tree:
+            try:
+                rss += p.memory_info().rss
+                seen[p.pid] = p
+            except psutil.Error:
+                pass
+        peak = max(peak, rss / 2**20)
+        if rss / 2**20 > memory_mb:
+            over = "out-of-memory"
+        elif time.monotonic() - start > timeout:
+            over = "timeout"
+        if over:
+            break
+        time.sleep(0.2)
+    leftover = _descendants(proc.pid)
+    if over or leftover:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    _kill(leftover + list(seen.values()))
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _ACTIVE.discard(proc.pid)
+    _reap()
+    thread.join(timeout=10)
+    log.close()
+    run = Run("completed", "", wall_s=time.monotonic() - start, peak_mb=peak)
+    cells = [r["cell"] for r in records if isinstance(r.get("cell"), int)]
+    run.last_cell = cells[-1] + 1 if cells else None
+    where = f" (in code cell {run.last_cell})" if run.last_cell is not None and len(run.answers) == 0 else ""
+    for r in records:
+        if isinstance(r.get("label"), str) and isinstance(r.get("answers"), list):
+            run.answers.setdefault(r["label"], r["answers"])
+    fatal = next((r["fatal"] for r in records if isinstance(r.get("fatal"), str)), None)
+    if over == "timeout":
+        run.status, run.reason = "timeout", f"timeout: stopped after {timeout:g} s{where}"
+    elif over == "out-of-memory":
+        run.status, run.reason = "out-of-memory", f"out-of-memory: used more than {memory_mb:g} MB{where}"
+    elif fatal:
+        run.status, run.reason = "failed", fatal
+    elif not any(r.get("done") is True for r in records):
+        run.status = "failed"
+        run.reason = f"the notebook's run ended early (exit status {proc.returncode}){where}"
+    return run
+
+
+# --------------------------------------------------------------------------- grading
+
+@dataclass
+class ExerciseResult:
+    label: str
+    score: float
+    possible: float
+    status: str       # "solved", "partly solved", "not solved", "not attempted", "not graded"
+    message: str
+
+
+@dataclass
+class StudentResult:
+    student: str
+    file: str
+    status: str
+    reason: str
+    exercises: Dict[str, ExerciseResult]
+    wall_s: float = 0.0
+    peak_mb: float = 0.0
+    cases: Dict[str, list] = field(default_factory=dict)
+    otter: object = None
+
+    @property
+    def score(self) -> float:
+        return sum(e.score for e in self.exercises.values())
+
+    @property
+    def possible(self) -> float:
+        return sum(e.possible for e in self.exercises.values())
+
+
+def _score(test: HiddenTest, cases: list, answers: Optional[list]):
+    """Run the otter test file of one exercise in this process on the student's values."""
+    tf = test.test_file()
+    possible = float(tf.possible)
+    if answers is None:
+        return tf, ExerciseResult(test.label, 0.0, possible, "not graded", "the hidden test did not run")
+    attempted = [a for a in answers if isinstance(a, dict) and "not_attempted" in a]
+    errors = [a for a in answers if not (isinstance(a, dict) and "value" in a)]
+    if attempted:
+        return tf, ExerciseResult(test.label, 0.0, possible, "not attempted",
+                                  "the stub is still in place (NotImplementedError)")
+    if errors or len(answers) != len(cases):
+        first = errors[0] if errors else {}
+        message = first.get("error") if isinstance(first, dict) else None
+        return tf, ExerciseResult(test.label, 0.0, possible, "not solved",
+                                  f"the answer raised {message}" if message else "malformed answers")
+    tf.run({"cases": copy.deepcopy(cases), "answers": [a["value"] for a in answers]})
+    score = float(tf.score)
+    failed = [r.message.splitlines()[-1] for r in tf.test_case_results if not r.passed]
+    status = "solved" if score >= possible else ("partly solved" if score > 0 else "not solved")
+    return tf, ExerciseResult(test.label, score, possible, status, "; ".join(failed))
+
+
+def grade_one(path: Path, tests: Dict[str, HiddenTest], seed: str, work: Path, hide: Sequence[Path],
+              timeout: float, memory_mb: float, use_bwrap: bool) -> StudentResult:
+    """Grade one submission (never raises: a problem is this student's result)."""
+    from otter.test_files import GradingResults
+
+    student = path.stem
+    cases = {label: t.cases(random.Random(f"{seed}/{student}/{label}")) for label, t in tests.items()}
+    probes = [{"label": label, "source": t.kernel_source(), "cases": cases[label]} for label, t in tests.items()]
+    try:
+        run = run_submission(path, probes, work / student, hide, timeout, memory_mb, use_bwrap)
+    except Exception as exc:  # noqa: BLE001
+        run = Run("failed", f"the grader could not run it ({type(exc).__name__}: {exc})")
+    results, files = {}, []
+    for label, test in tests.items():
+        try:
+            tf, results[label] = _score(test, cases[label], run.answers.get(label))
+        except Exception as exc:  # noqa: BLE001 - a broken test is reported, not fatal
+            tf, results[label] = None, ExerciseResult(label, 0.0, 0.0, "not graded",
+                                                      f"the hidden test failed: {exc}")
+        if tf is not None:
+            files.append(tf)
+    if run.status == "completed":
+        solved = sum(r.status == "solved" for r in results.values())
+        run.reason = f"{solved} of {len(results)} exercises solved"
+    otter_results = GradingResults(files)
+    return StudentResult(student, str(path), run.status, run.reason, results, run.wall_s, run.peak_mb,
+                         cases, otter_results)
+
+
+def _submissions(paths: Iterable[Path]) -> List[Path]:
+    found: List[Path] = []
+    for p in paths:
+        p = Path(p)
+        found += sorted(q for q in p.iterdir() if q.is_file() and q.suffix == ".ipynb") if p.is_dir() else [p]
+    names = [p.stem for p in found]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"two submissions share a name (the student id is the file name): {dupes}")
+    return found
+
+
+def isolation(use_bwrap: bool, why: str) -> str:
+    if use_bwrap:
+        return ("bubblewrap: network off, filesystem read-only outside the scratch copy, submissions "
+                "and other scratch copies hidden, own process namespace")
+    return (f"process group and limits only, without bubblewrap ({why}): the student's code could "
+            "reach the network and write where the grader can")
+
+
+def grade(chapter: Path, submissions: Sequence[Path], output: Path, timeout: float = 600,
+          memory_mb: float = 4096, jobs: int = 1, seed: Optional[str] = None,
+          labels: Optional[Sequence[str]] = None, sandbox: str = "auto") -> List[StudentResult]:
+    """Grade every submission against the chapter's hidden tests; write the gradebook and
+    report to ``output`` (see the module's docstring). Returns one result per notebook."""
+    output = Path(output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    nb = read_chapter(chapter)
+    tests = hidden_tests(nb)
+    wanted = list(labels) if labels else [lab for lab in exercise_labels(nb) if lab in tests]
+    missing = [lab for lab in wanted if lab not in tests]
+    if missing or not wanted:
+        raise ValueError(f"{chapter}: no hidden test for exercise(s) {missing or 'any'}")
+    tests = {lab: tests[lab] for lab in wanted}
+    for test in tests.values():
+        test.namespace(), test.test_file()  # a broken hidden test stops before any grading
+    paths = [Path(p).resolve() for p in _submissions(submissions)]
+    ok, why = bwrap_status() if sandbox != "none" else (False, "--sandbox none")
+    if sandbox == "bwrap" and not ok:
+        raise RuntimeError(f"--sandbox bwrap: bubblewrap does not work here ({why})")
+    use_bwrap = ok and sandbox != "none"
+    seed = seed or secrets.token_hex(8)
+    import psutil
+
+    _become_subreaper()
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    work = Path(tempfile.mkdtemp(prefix="sigprop-grading-"))
+    hide = sorted({p.parent for p in paths} | {output, work})
+    started = time.monotonic()
+    results: List[Optional[StudentResult]] = [None] * len(paths)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(grade_one, p, tests, seed, work, hide, timeout, memory_mb, use_bwrap): i
+                       for i, p in enumerate(paths)}
+            for future, i in futures.items():
+                try:
+                    results[i] = future.result()
+                except Exception as exc:  # noqa: BLE001
+                    results[i] = StudentResult(paths[i].stem, str(paths[i]), "failed", f"grader error: {exc}",
+                                               {lab: ExerciseResult(lab, 0.0, 0.0, "not graded", "")
+                                                for lab in tests})
+    finally:
+        # whatever a submission left behind (adopted as subreaper), never what was running before
+        _kill([p for p in psutil.Process().children(recursive=True) if p.pid not in before])
+        time.sleep(0.5)
+        _reap()
+        done = [r for r in results if r is not None]
+        write_reports(done, list(tests), output, chapter, seed, isolation(use_bwrap, why),
+                      timeout, memory_mb, time.monotonic() - started)
+        shutil.rmtree(work, ignore_errors=True)
+    return results  # type: ignore[return-value]
+
+
+def write_reports(results: List[StudentResult], labels: List[str], output: Path, chapter: Path, seed: str,
+                  isolation_text: str, timeout: float, memory_mb: float, elapsed: float) -> None:
+    """grades.csv, report.json, report.txt and gradescope/<student>.json."""
+    from otter.run.run_autograder.autograder_config import AutograderConfig
+
+    with open(output / "grades.csv", "w", newline="", encoding="utf8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "file", *labels, "score", "possible", "percent", "status", "reason"])
+        for r in results:
+            pct = 100 * r.score / r.possible if r.possible else 0.0
+            writer.writerow([r.student, r.file, *[f"{r.exercises[lab].score:g}" for lab in labels],
+                             f"{r.score:g}", f"{r.possible:g}", f"{pct:.1f}", r.status, r.reason])
+    report = {
+        "chapter": str(chapter), "seed": seed, "isolation": isolation_text,
+        "limits": {"wall_clock_s": timeout, "memory_mb": memory_mb}, "elapsed_s": round(elapsed, 1),
+        "students": [{"student": r.student, "file": r.file, "status": r.status, "reason": r.reason,
+                      "score": r.score, "possible": r.possible, "wall_s": round(r.wall_s, 1),
+                      "peak_mb": round(r.peak_mb), "cases": r.cases,
+                      "exercises": {lab: e.__dict__ for lab, e in r.exercises.items()}} for r in results],
+    }
+    (output / "report.json").write_text(json.dumps(report, indent=1), encoding="utf8")
+    (output / "report.txt").write_text(report_text(results, labels, isolation_text), encoding="utf8")
+    config = AutograderConfig({"show_hidden": True, "force_public_test_summary": False})
+    folder = output / "gradescope"
+    folder.mkdir(exist_ok=True)
+    for r in results:
+        data = {"score": r.score, "output": r.reason, "tests": []}
+        if r.otter is not None:
+            data = r.otter.to_gradescope_dict(config)
+            data.setdefault("score", r.score)
+            data["output"] = r.reason
+        (folder / f"{r.student}.json").write_text(json.dumps(data, indent=1), encoding="utf8")
+
+
+def report_text(results: List[StudentResult], labels: List[str], isolation_text: str) -> str:
+    width = max([len(r.student) for r in results] + [7])
+    lines = [f"isolation: {isolation_text}",
+             f"{'student':<{width}}  " + "  ".join(f"{lab:>9}" for lab in labels) + "  score     reason"]
+    for r in results:
+        cells = "  ".join(f"{r.exercises[lab].score:>9g}" for lab in labels)
+        lines.append(f"{r.student:<{width}}  {cells}  {r.score:g}/{r.possible:g}  {r.reason}")
+        for lab in labels:
+            e = r.exercises[lab]
+            if e.status != "solved" and r.status == "completed":
+                lines.append(f"{'':<{width}}    {lab}: {e.status}" + (f" ({e.message})" if e.message else ""))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- authors' check
+
+def check_key(chapter: Path, only_exercises: bool = False, labels: Optional[Sequence[str]] = None,
+              timeout: float = 900, memory_mb: float = 6144) -> List[str]:
     """What is wrong with a chapter's exercises as an assignment (empty when nothing is)."""
-    nb = nbformat.read(path, as_version=4)
-    cwd = Path(path).resolve().parent
+    nb = select(read_chapter(chapter), only_exercises, labels)
+    found = exercise_labels(nb)
+    if not found:
+        return [f"{chapter}: no {{exercise}} with a :label:"]
     problems = []
-    labels = exercise_labels(nb)
-    if not labels:
-        return [f"{path}: no {{exercise}} with a :label:"]
-    student = student_notebook(nb, clear_outputs=True)
+    student = student_notebook(nb)
     text = nbformat.writes(student)
-    problems += [f"student copy still holds solution text: {t[:60]!r}" for t in solution_texts(nb) if t in text]
-    missing = [label for label in labels if label not in check_cells(student)]
-    problems += [f"exercise {label} has no check cell" for label in missing]
-    try:
-        execute(student, cwd, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001
-        return problems + [f"the student copy does not run to its end: {type(exc).__name__}: {exc}"]
-    problems += [f"untouched student copy: {label} reports {r.status}"
-                 for label, r in results(student).items() if r.passed]
-    try:
-        completed = completed_notebook(nb)
-        execute(completed, cwd, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001
-        return problems + [f"the solutions do not run: {type(exc).__name__}: {exc}"]
-    problems += [f"with its solution, {label} reports {r.status}: {r.message}"
-                 for label, r in results(completed).items() if not r.passed]
+    problems += [f"student copy still holds solution or hidden-test text: {t[:60]!r}"
+                 for t in solution_texts(nb) if t in text]
+    tests = hidden_tests(nb)
+    problems += [f"exercise {lab} has no hidden test" for lab in found if lab not in tests]
+    problems += [f"exercise {lab} has no check cell" for lab in found if lab not in check_cells(student)]
+    if problems:
+        return problems
+    with tempfile.TemporaryDirectory(prefix="sigprop-key-") as tmp:
+        tmp = Path(tmp)
+        chapter_copy = tmp / "chapter.ipynb"
+        nbformat.write(instructor_notebook(nb), chapter_copy)
+        (tmp / "in").mkdir()
+        nbformat.write(student, tmp / "in" / "untouched.ipynb")
+        nbformat.write(completed_notebook(nb), tmp / "in" / "solutions.ipynb")
+        results = grade(chapter_copy, [tmp / "in"], tmp / "out", timeout=timeout, memory_mb=memory_mb, jobs=2)
+    for r in results:
+        if r.student == "solutions" and r.score < r.possible:
+            problems += [f"with its solution, {lab} is {e.status}: {e.message}" for lab, e in r.exercises.items()
+                         if e.score < e.possible] or [f"the solutions: {r.reason}"]
+        if r.student == "untouched" and r.score > 0:
+            problems += [f"the untouched student copy scores on {lab}" for lab, e in r.exercises.items() if e.score]
     return problems
 
 
-def cmd_check_key(args) -> int:
-    failed = False
-    for path in args.notebooks:
-        problems = check_key(path, timeout=args.timeout)
-        print(f"{path}: " + ("OK" if not problems else "\n  " + "\n  ".join(problems)))
-        failed |= bool(problems)
-    return 1 if failed else 0
-
+# --------------------------------------------------------------------------- command line
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("student", help="write student (solutions removed) and instructor copies")
-    p.add_argument("notebooks", nargs="+", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder; copies go to student/ and instructor/")
-    p.add_argument("--clear-outputs", action="store_true", help="drop the stored outputs of code cells")
-    p.set_defaults(func=cmd_student)
-    g = sub.add_parser("grade", help="execute completed student notebooks and report each exercise")
-    g.add_argument("notebooks", nargs="+", type=Path)
-    g.add_argument("--timeout", type=int, default=300, help="seconds per cell (default 300)")
-    g.add_argument("--json", type=Path, help="also write the outcomes to this JSON file")
-    g.set_defaults(func=cmd_grade)
-    k = sub.add_parser("check-key", help="for authors: stubs fail, solutions pass, student copy is clean")
-    k.add_argument("notebooks", nargs="+", type=Path)
-    k.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
-    k.set_defaults(func=cmd_check_key)
+
+    def selection(p):
+        p.add_argument("--only-exercises", action="store_true",
+                       help="keep only the chapter's set-up cells and its Exercises section")
+        p.add_argument("--exercise", action="append", dest="labels", metavar="LABEL",
+                       help="keep only this exercise (repeatable)")
+
+    r = sub.add_parser("release", help="write the student and instructor copies of chapters")
+    r.add_argument("chapters", nargs="+", type=Path, help="book/chXX_*.md")
+    r.add_argument("-o", "--output", type=Path, required=True, help="folder; copies go to student/ and instructor/")
+    selection(r)
+    g = sub.add_parser("grade", help="grade submissions with the chapter's hidden tests")
+    g.add_argument("chapter", type=Path, help="book/chXX_*.md, or the instructor copy of a release")
+    g.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of them")
+    g.add_argument("-o", "--output", type=Path, required=True, help="folder for grades.csv and the reports")
+    g.add_argument("--exercise", action="append", dest="labels", metavar="LABEL",
+                   help="grade only this exercise (repeatable; default: all the chapter has)")
+    g.add_argument("--timeout", type=float, default=600, help="wall-clock seconds a notebook (default 600)")
+    g.add_argument("--memory", type=float, default=4096, help="MB a notebook with its processes (default 4096)")
+    g.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (default 1)")
+    g.add_argument("--seed", help="seed of the cases drawn (default: a fresh random one, in report.json)")
+    g.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
+                   help="auto: bubblewrap when it works here; bwrap: require it")
+    k = sub.add_parser("check-key", help="for authors: the student copy grades 0, the solutions full marks")
+    k.add_argument("chapters", nargs="+", type=Path)
+    selection(k)
     args = parser.parse_args(None if argv is None else list(argv))
-    return args.func(args)
+
+    if args.command == "release":
+        for chapter in args.chapters:
+            student, instructor = release(chapter, args.output, args.only_exercises, args.labels)
+            n = len(exercise_labels(nbformat.read(instructor, as_version=4)))
+            print(f"{chapter}: {n} exercises -> {student} and {instructor}")
+        return 0
+    if args.command == "grade":
+        results = grade(args.chapter, args.submissions, args.output, args.timeout, args.memory, args.jobs,
+                        args.seed, args.labels, args.sandbox)
+        print((args.output / "report.txt").read_text(encoding="utf8"), end="")
+        print(f"{len(results)} notebooks graded: {args.output / 'grades.csv'}, {args.output / 'report.json'}, "
+              f"{args.output / 'gradescope'}/")
+        return 0
+    failed = False
+    for chapter in args.chapters:
+        problems = check_key(chapter, args.only_exercises, args.labels)
+        print(f"{chapter}: " + ("the student copy grades 0, the solutions full marks" if not problems
+                                else "\n  " + "\n  ".join(problems)))
+        failed |= bool(problems)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
