@@ -6,12 +6,15 @@ sigprop. The chapter's first cell, the bootstrap of ``tools/new_chapter.py``, in
 then, keeping Colab's torch and numpy, so that no restart is needed.
 
 The fast tests here check the metadata and that lib/pyproject.toml accepts the versions Colab
-has (pip then leaves every one of them in place). The slow one simulates Colab: a fresh
-virtual environment holding only what Colab preinstalls that the book needs (hard-linked from
-the project's own environment, so no network and about 3 s), sigprop's wheel built from
-``lib/``, and one chapter run top to bottom in that environment's kernel, its bootstrap
-pointed at the wheel by ``SIGPROP_INSTALL_SOURCE``. Pip runs with ``--no-index`` (through
-``PIP_NO_INDEX``): whatever it would need beyond the wheel, it cannot fetch.
+has (pip then leaves every one of them in place). The slower ones simulate Colab: a fresh
+virtual environment holding only what Colab preinstalls that the book needs, never sigprop
+(hard-linked from the project's own environment: no network, about 3 s; so the versions are
+this environment's, newer than Colab's, and Python is this one, not Colab's 3.12). In it,
+sigprop's wheel built from ``lib/`` is the bootstrap's source (``SIGPROP_INSTALL_SOURCE``) and
+one chapter runs top to bottom in that environment's kernel; stand-in wheels check that the
+bootstrap never replaces torch or numpy and says when a restart is needed. Pip runs with
+``--no-index`` and none of this machine's pip configuration: whatever it would need beyond
+the wheels given, it cannot fetch.
 
 ``SIGPROP_COLAB_NOTEBOOKS="ch01_xavier_he diagnose"`` runs other notebooks the same way.
 """
@@ -52,7 +55,7 @@ new_chapter = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(new_chapter)
 
 # What Colab's GPU runtime preinstalls, as its published `pip freeze` lists it
-# (github.com/googlecolab/backend-info, pip-freeze.gpu.txt, June 2026; Python 3.12), for the
+# (github.com/googlecolab/backend-info, pip-freeze.gpu.txt, mid-2026; Python 3.12), for the
 # packages the book and its kernel use. Update it when Colab moves on.
 COLAB_VERSIONS = {
     "torch": "2.11.0+cu128",
@@ -71,8 +74,8 @@ COLAB_VERSIONS = {
 }
 
 # The chapter the simulation runs: the quickest to run top to bottom at SIGPROP_SCALE=small
-# (measured on the 2-core machine, every page run alone: ch05 25 s, ch03 32 s, diagnose 49 s,
-# ch02 85 s; explore 19 s but it is not a chapter).
+# (tools/execute_notebooks.py, one page after another on the shared 2-core machine: ch05 25 s,
+# ch03 32 s, diagnose 49 s, ch06 59 s, ch02 85 s; explore 19 s, but it is not a chapter).
 CHAPTER = "ch05_moments"
 
 PIP_FREEZE = [sys.executable, "-m", "pip", "--disable-pip-version-check", "freeze", "--all"]
