@@ -268,7 +268,9 @@ const figures = Array.from(article.querySelectorAll('.cell_output img')).map(img
           caption: cap ? cap.innerText.trim().slice(0, 80) : '', where: where(img)};
 });
 const code = Array.from(article.querySelectorAll('div.highlight pre'))
-  .filter(p => !p.closest('.cell_output') && p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
+  // code cells, and the code blocks of the prose (the API pages' docstring examples may scroll)
+  .filter(p => !p.closest('.cell_output') && (p.closest('.cell') || !location.pathname.includes('/api/')))
+  .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
   .map(p => ({where: where(p), scroll: p.scrollWidth, client: p.clientWidth,
               line: p.innerText.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 100)}));
 const equations = Array.from(article.querySelectorAll('mjx-container[display="true"]')).map(c => {
