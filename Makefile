@@ -43,7 +43,7 @@ ifneq ($(SHARED_DATA),)
 export SIGPROP_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: help setup browser book test notebooks bench clean distclean FORCE
+.PHONY: help setup browser sandbox book test notebooks bench clean distclean FORCE
 
 help:
 	@sed -n '3,7p' Makefile | sed 's/^# \{0,1\}//'
@@ -79,7 +79,7 @@ test: export SIGPROP_SCALE ?= small
 # One BLAS/OpenMP thread per process: on a 2-core machine two threads per kernel thrash
 # when pytest, the notebook kernels and Sphinx run side by side (measured 8-10x slower).
 test: export OMP_NUM_THREADS ?= 1
-test: $(STAMP) browser
+test: $(STAMP) browser sandbox
 	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
 
 # tests/test_site.py opens the built website in Debian's chromium through chromedriver. When
@@ -94,6 +94,19 @@ browser:
 	      apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1; }; } || \
 	  echo "could not install chromium: tests/test_site.py will skip"; \
 	else echo "chromium/chromedriver missing and cannot install them (not root, or no apt-get): tests/test_site.py will skip"; fi
+
+# tools/assignments.py grades each notebook inside bubblewrap (network off, filesystem
+# read-only outside its scratch copy) when bwrap works here; tests/test_assignments.py runs
+# its file-vandalizing submission only then. Install it like the browser; never fails.
+sandbox:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing bubblewrap for tools/assignments.py"; \
+	  { apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1; }; } || \
+	  echo "could not install bubblewrap: grading runs without its sandbox"; \
+	else echo "bubblewrap missing and cannot install it (not root, or no apt-get): grading runs without its sandbox"; fi
 
 # Re-executes each chapter from its Markdown source and stores the outputs in the .ipynb
 # that Colab opens and nbval compares against.
