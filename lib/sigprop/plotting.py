@@ -76,8 +76,8 @@ PANEL_WIDTH = 4.4
 PANEL_HEIGHT = 3.2
 #: Smallest panel width accepted by :func:`figure`, in inches (300 px at :data:`DPI`).
 MIN_PANEL_WIDTH = 3.0
-#: Width of the website's content column at a 1400 px window (sphinx-book-theme), px.
-CONTENT_WIDTH_PX = 820
+#: Width of a figure in the website's content column at a 1400 px window (measured), px.
+CONTENT_WIDTH_PX = 768
 #: Most panels per row.
 MAX_COLS = 2
 
