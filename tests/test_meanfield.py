@@ -202,7 +202,7 @@ def test_broadcasting_returns_tensors_for_tensors_and_floats_for_scalars():
         (lambda: mf.xi_c("tanh", 1.0, -1.0), "sigma_b"),
         (lambda: mf.eoc_sigma_w("tanh", -0.1), "sigma_b"),
         (lambda: mf.iterate_q("tanh", 1.0, 1.0, 0.0, -1), "depth"),
-        (lambda: mf.iterate_c("tanh", 2.0, 1.0, 1.0, 0.0, 3), "c must lie"),
+        (lambda: mf.iterate_c("tanh", 2.0, 1.0, 1.0, 0.0, 3), "c0 must lie"),
         (lambda: mf.covariance_map("tanh", 1.0, 1.0, 2.0, 1.0, 0.0), "q12"),
         (lambda: mf.phase_diagram("tanh", [[1.0]], [0.0]), "1-D"),
         (lambda: mf.q_map_slope("tanh", -1.0, 1.0), "q must be"),

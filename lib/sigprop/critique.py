@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from . import activations as _acts
+from ._checks import check_budget, check_device, check_generator, check_int, check_real
 from . import meanfield as _mf
 from .gaussian import expect
 
@@ -50,19 +51,10 @@ __all__ = [
 
 
 def _check_pos_float(value, name: str, lo: float = 0.0, hi: float = math.inf, lo_open: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a real number in {'(' if lo_open else '['}{lo}, {hi}); got {value!r}")
-    v = float(value)
-    ok = (v > lo if lo_open else v >= lo) and v < hi and math.isfinite(v)
-    if not ok:
-        raise ValueError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}); got {value!r}")
-    return v
+    return check_real(value, name, lo, hi, lo_open=lo_open, hi_open=True)
 
 
-def _check_int(value, name: str, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
-    return int(value)
+_check_int = check_int
 
 
 # --------------------------------------------------------------------------- #
@@ -451,10 +443,13 @@ def sample_preactivations(act, sigma_w: float, sigma_b: float, width: int, depth
     n = _check_int(width, "width")
     L = _check_int(depth, "depth")
     m = _check_int(n_nets, "n_nets")
+    check_budget(f"sample_preactivations(width={n}, depth={L}, n_nets={m})",
+                 seconds=float(n) * n * L * m * 1e-8, nbytes=float(n) * n * 8 * 4, device=device)
     q0 = _check_pos_float(q0, "q0")
     if weights not in ("gaussian", "weibull2"):
         raise ValueError(f"weights must be 'gaussian' or 'weibull2'; got {weights!r}")
-    dev = torch.device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
+    check_generator(generator)
+    dev = check_device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
     first = torch.empty((L, m), dtype=torch.float64)
     per = n if weights == "gaussian" else n * n
     step = max(1, int(chunk) // per)

@@ -36,6 +36,7 @@ import torch
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from ._checks import check_budget, check_int, check_nonneg
 from . import activations as _acts
 from . import meanfield as mf
 from . import runtime
@@ -57,10 +58,8 @@ _F64 = torch.float64
 
 def _check_params(activation: str, sigma_w: float, sigma_b: float) -> None:
     _acts.get(activation)  # raises ValueError for an unknown name
-    for name, value in (("sigma_w", sigma_w), ("sigma_b", sigma_b)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-                or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    check_nonneg(sigma_w, "sigma_w")
+    check_nonneg(sigma_b, "sigma_b")
 
 
 def _diverges(act, sw: torch.Tensor, sb: torch.Tensor, q_cap: float = Q_CAP) -> torch.Tensor:
@@ -301,8 +300,9 @@ def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float 
     for name, rng in (("sigma_w_range", sigma_w_range), ("sigma_b_range", sigma_b_range)):
         if len(rng) != 2 or not (0 <= rng[0] < rng[1]) or not math.isfinite(rng[1]):
             raise ValueError(f"{name} must be (low, high) with 0 <= low < high; got {rng!r}")
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 8:
-        raise ValueError(f"resolution must be an integer >= 8; got {resolution!r}")
+    resolution = check_int(resolution, "resolution", 8)
+    check_budget(f"phase_figure(resolution={resolution})", seconds=resolution**2 * 2e-4,
+                 nbytes=resolution**2 * 8 * 60.0)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
     sw, sb, chi = _chi_grid(activation, sigma_w_range, sigma_b_range, resolution)
@@ -426,10 +426,13 @@ class Explorer:
         self.controls = {
             "activation": w.Dropdown(options=acts, value=self.params["activation"], description="activation",
                                      style=style),
-            "sigma_w": w.FloatSlider(value=self.params["sigma_w"], min=_SIGMA_W_RANGE[0], max=_SIGMA_W_RANGE[1],
+            # a slider clamps a value outside its range: widen the range to hold the value asked for
+            "sigma_w": w.FloatSlider(value=self.params["sigma_w"], min=min(_SIGMA_W_RANGE[0], self.params["sigma_w"]),
+                                     max=max(_SIGMA_W_RANGE[1], self.params["sigma_w"]),
                                      step=0.01, description="σ_w", continuous_update=False, readout_format=".2f",
                                      style=style, layout=layout),
-            "sigma_b": w.FloatSlider(value=self.params["sigma_b"], min=_SIGMA_B_RANGE[0], max=_SIGMA_B_RANGE[1],
+            "sigma_b": w.FloatSlider(value=self.params["sigma_b"], min=min(_SIGMA_B_RANGE[0], self.params["sigma_b"]),
+                                     max=max(_SIGMA_B_RANGE[1], self.params["sigma_b"]),
                                      step=0.01, description="σ_b", continuous_update=False, readout_format=".2f",
                                      style=style, layout=layout),
         }

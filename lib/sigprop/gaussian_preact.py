@@ -89,6 +89,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._checks import check_budget, check_device, check_generator, check_int, real_tensor
 from . import activations as _activations
 from . import runtime
 
@@ -151,7 +152,7 @@ def _as_tensor(x) -> Tensor:
         if x.is_complex() or x.dtype == torch.bool:
             raise ValueError(f"input must be a real tensor; got dtype {x.dtype}")
         return x if x.is_floating_point() else x.to(torch.float64)
-    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+    return real_tensor(x, "input")
 
 
 def _shape(shape) -> Tuple[int, ...]:
@@ -167,8 +168,9 @@ def _shape(shape) -> Tuple[int, ...]:
 
 
 def _device_for(device, generator):
+    check_generator(generator)
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if generator is not None:
         return generator.device
     return runtime.device()
@@ -673,7 +675,7 @@ def _fold(x: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def _prep(x) -> Tensor:
-    t = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    t = x if isinstance(x, Tensor) else real_tensor(x, "x")
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"x must be a real tensor; got dtype {t.dtype}")
     return t if t.is_floating_point() else t.to(torch.float64)
@@ -722,14 +724,28 @@ def phi(x, theta: float, family: str = "odd") -> Tensor:
     Raises
     ------
     ValueError
-        If ``theta`` is not 2, >= 2.01 or inf, or ``family`` is unknown.
+        If ``theta`` is not 2, >= 2.01 or inf, ``family`` is unknown, or ``x`` is complex or
+        not numeric. A nan in ``x`` gives nan there (as torch's activations do); +-inf the limits.
     """
     theta = _check_theta(theta)
     family = _check_family(family)
-    t = _prep(x)
+    t, nan = _nan_mask(_prep(x))
     if theta == 2.0 or math.isinf(theta):
-        return _closed_form(t, theta, family)[0]
-    return _PhiFunction.apply(t, theta, family)
+        return _restore_nan(_closed_form(t, theta, family)[0], nan)
+    return _restore_nan(_PhiFunction.apply(t, theta, family), nan)
+
+
+def _nan_mask(t: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+    """nan entries are set aside (the table has no index for them) and come back as nan, as
+    in torch's own activations; +-inf give the limits."""
+    nan = torch.isnan(t)
+    if not bool(nan.any()):
+        return t, None
+    return t.masked_fill(nan, 0.0), nan
+
+
+def _restore_nan(y: Tensor, nan: Optional[Tensor]) -> Tensor:
+    return y if nan is None else y.masked_fill(nan, float("nan"))
 
 
 def phi_derivative(x, theta: float, family: str = "odd") -> Tensor:
@@ -746,11 +762,11 @@ def phi_derivative(x, theta: float, family: str = "odd") -> Tensor:
     """
     theta = _check_theta(theta)
     family = _check_family(family)
-    t = _prep(x)
+    t, nan = _nan_mask(_prep(x))
     if theta == 2.0 or math.isinf(theta):
-        return _closed_form(t, theta, family)[1]
+        return _restore_nan(_closed_form(t, theta, family)[1], nan)
     with torch.no_grad():
-        return _table_eval(t, theta, family)[1]
+        return _restore_nan(_table_eval(t, theta, family)[1], nan)
 
 
 @lru_cache(maxsize=64)
@@ -868,8 +884,11 @@ def propagate(
         ``sigma_w != 1`` with ``theta``, or ``sigma_b`` is outside its range.
     """
     for nm, v in (("depth", depth), ("width", width), ("n_nets", n_nets)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{nm} must be an integer >= 1; got {v!r}")
+        check_int(v, nm, 1)
+    # one width x width weight matrix per layer and network: ~1e8 random numbers and products a second
+    check_budget(f"propagate(depth={depth}, width={width}, n_nets={n_nets})",
+                 seconds=float(depth) * width * width * n_nets * (2 if c0 is not None else 1) * 1e-8,
+                 nbytes=float(width) * width * 8 * 4, device=device)
     if (theta is None) == (act is None):
         raise ValueError("give exactly one of theta (Weibull weights and phi_theta) and act (Gaussian weights)")
     units = width if units is None else units
@@ -956,7 +975,7 @@ def make_mlp(widths: Sequence[int], theta: float, family: str = "odd", *,
     theta = _check_theta(theta, allow_inf=False)
     family = _check_family(family)
     try:
-        ws = [int(w) for w in widths]
+        ws = [check_int(w, "widths", 1) for w in widths]
     except (TypeError, ValueError):
         raise ValueError(f"widths must be a sequence of integers >= 1; got {widths!r}") from None
     if len(ws) < 2 or any(w < 1 for w in ws):

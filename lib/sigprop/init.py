@@ -48,6 +48,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import torch
 
 from . import runtime
+from ._checks import check_device, check_dtype, check_generator
 
 Tensor = torch.Tensor
 Gain = Union[float, Tensor]
@@ -101,14 +102,13 @@ def _check_scale(value: Gain, name: str) -> Gain:
     return float(value)
 
 
-def _check_dtype(dtype: torch.dtype) -> None:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch.dtype; got {dtype!r}")
+_check_dtype = check_dtype  # kept for trainability.py; other modules use sigprop._checks
 
 
 def _resolve_device(device, generator: Optional[torch.Generator]) -> torch.device:
+    check_generator(generator)
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if generator is not None:
         return generator.device
     return runtime.device()

@@ -48,6 +48,7 @@ import torch
 
 from . import activations as _acts
 from .activations import Activation
+from ._checks import check_budget, check_int, real_tensor
 from .gaussian import expect, expect2
 
 Tensor = torch.Tensor
@@ -95,13 +96,7 @@ def _params(**named: Param) -> Tuple[dict, bool]:
     """Convert to broadcast float64 tensors; remember whether all were scalars."""
     scalar = all(not isinstance(v, (Tensor, np.ndarray, list, tuple)) for v in named.values())
     dev = _device_of(*named.values())
-    ts = {}
-    for k, v in named.items():
-        if isinstance(v, Tensor):
-            t = v.to(dtype=torch.float64, device=dev)
-        else:
-            t = torch.as_tensor(np.asarray(v, dtype=np.float64), dtype=torch.float64, device=dev)
-        ts[k] = t
+    ts = {k: real_tensor(v, k, dev) for k, v in named.items()}
     bt = torch.broadcast_tensors(*ts.values())
     return dict(zip(ts.keys(), bt)), scalar
 
@@ -118,9 +113,9 @@ def _check_q(q: Tensor, name: str = "q") -> None:
         raise ValueError(f"{name} must be >= 0 (a variance); got min {float(q.min())}")
 
 
-def _check_c(c: Tensor) -> None:
+def _check_c(c: Tensor, name: str = "c") -> None:
     if torch.isnan(c).any() or (c.abs() > 1).any():
-        raise ValueError(f"c must lie in [-1, 1] (a correlation); got range [{float(c.min())}, {float(c.max())}]")
+        raise ValueError(f"{name} must lie in [-1, 1] (a correlation); got range [{float(c.min())}, {float(c.max())}]")
 
 
 def _out(t: Tensor, scalar: bool):
@@ -830,8 +825,8 @@ def iterate_q(act: ActLike, q0: Param, sigma_w: Param, sigma_b: Param, depth: in
     ValueError
         For ``depth < 0``, ``q0 < 0`` or negative sigmas.
     """
-    if int(depth) != depth or depth < 0:
-        raise ValueError(f"depth must be an integer >= 0; got {depth!r}")
+    depth = check_int(int(depth) if isinstance(depth, float) and depth.is_integer() else depth, "depth", 0)
+    check_budget(f"iterate_q(depth={depth})", seconds=depth * 2e-3)
     a = _acts.get(act)
     p, _ = _params(q0=q0, sigma_w=sigma_w, sigma_b=sigma_b)
     _check_q(p["q0"], "q0")
@@ -853,11 +848,11 @@ def iterate_c(act: ActLike, c0: Param, q0: Param, sigma_w: Param, sigma_b: Param
     ValueError
         For ``depth < 0``, ``|c0| > 1``, ``q0 < 0`` or negative sigmas.
     """
-    if int(depth) != depth or depth < 0:
-        raise ValueError(f"depth must be an integer >= 0; got {depth!r}")
+    depth = check_int(int(depth) if isinstance(depth, float) and depth.is_integer() else depth, "depth", 0)
+    check_budget(f"iterate_c(depth={depth})", seconds=depth * 2e-2)
     a = _acts.get(act)
     p, _ = _params(c0=c0, q0=q0, sigma_w=sigma_w, sigma_b=sigma_b)
-    _check_c(p["c0"])
+    _check_c(p["c0"], "c0")
     _check_q(p["q0"], "q0")
     _check_sigma(p["sigma_w"], p["sigma_b"])
     w2, b2 = p["sigma_w"] ** 2, p["sigma_b"] ** 2
@@ -1025,10 +1020,11 @@ def phase_diagram(act: ActLike, sigma_w: Param, sigma_b: Param, *, correlations:
         For negative or non-1-D grids.
     """
     a = _acts.get(act)
-    sw = torch.as_tensor(np.asarray(sigma_w, dtype=np.float64)) if not isinstance(sigma_w, Tensor) else sigma_w.double()
-    sb = torch.as_tensor(np.asarray(sigma_b, dtype=np.float64)) if not isinstance(sigma_b, Tensor) else sigma_b.double()
+    sw, sb = real_tensor(sigma_w, "sigma_w"), real_tensor(sigma_b, "sigma_b")
     if sw.dim() != 1 or sb.dim() != 1:
         raise ValueError("sigma_w and sigma_b must be 1-D grids")
+    check_budget(f"phase_diagram on a {sw.numel()} x {sb.numel()} grid",
+                 seconds=sw.numel() * sb.numel() * (5e-4 if correlations else 5e-5), device=sw.device)
     SW, SB = torch.meshgrid(sw, sb.to(sw.device), indexing="ij")
     _check_sigma(SW, SB)
     qs, moments = _grid_moments(a, SW, SB, torch.ones_like(SW))

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from . import activations as _acts
+from ._checks import check_int, real_array as _as_t
 from .gaussian import expect
 
 Tensor = torch.Tensor
@@ -61,24 +62,8 @@ Param = Union[float, int, Tensor, np.ndarray]
 __all__ = ["resnet_mean_field", "effective_cumulant", "sigma_w_for_cumulant"]
 
 
-def _as_t(value, name: str, *, low: float = None, strict: bool = False, finite: bool = True) -> Tensor:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a real number or tensor; got {value!r}")
-    try:
-        t = value.detach().to(torch.float64) if isinstance(value, Tensor) else torch.as_tensor(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number or tensor; got {value!r}") from None
-    if t.is_complex() or (finite and not bool(torch.all(torch.isfinite(t)))):
-        raise ValueError(f"{name} must be real and finite; got {value!r}")
-    if low is not None and (bool(torch.any(t <= low)) if strict else bool(torch.any(t < low))):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}; got {value!r}")
-    return t
-
-
 def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
-    return int(depth)
+    return check_int(depth, "depth", 1)
 
 
 def _scalar(*xs) -> bool:

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Optional, TypeVar, Union
 import numpy as np
 import torch
 
+from ._checks import check_device, check_int
+
 __all__ = ["SCALES", "device", "scale", "pick", "generator", "seed_everything", "progress"]
 
 #: The scale presets a chapter may choose between.
@@ -39,16 +41,12 @@ def device(prefer: Optional[Union[str, torch.device]] = None) -> torch.device:
         If the requested device string is not understood by torch, or asks
         for CUDA on a machine without it.
     """
-    choice = prefer if prefer is not None else os.environ.get("SIGPROP_DEVICE")
-    if choice is None:
+    if prefer is not None:
+        return check_device(prefer, "device")
+    choice = os.environ.get("SIGPROP_DEVICE")
+    if choice is None or choice.strip() == "":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(choice)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>'; got {choice!r}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {choice!r} was requested but CUDA is not available on this machine")
-    return dev
+    return check_device(choice.strip(), "the environment variable SIGPROP_DEVICE")
 
 
 def scale(override: Optional[str] = None) -> str:
@@ -93,9 +91,8 @@ def generator(seed: int = 0, device_: Optional[Union[str, torch.device]] = None)
     ValueError
         If ``seed`` is not a non-negative integer.
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    dev = device(device_) if not isinstance(device_, torch.device) else device_
+    seed = check_int(seed, "seed", 0)
+    dev = device(device_) if device_ is not None else device()
     g = torch.Generator(device=dev)
     g.manual_seed(int(seed))
     return g

@@ -79,7 +79,7 @@ from .ensemble import MLPConfig
 from .ensemble._common import _draw_seeds
 from .ensemble.mlp import _Layers
 from .gaussian import expect
-from .resnet_meanfield import _as_t
+from ._checks import check_budget, check_dtype, real_array as _as_t, real_tensor
 
 Tensor = torch.Tensor
 Param = Union[float, int, Tensor, np.ndarray]
@@ -228,9 +228,13 @@ def input_output_jacobian(
     """
     if not isinstance(config, MLPConfig):
         raise ValueError(f"config must be an MLPConfig; got {type(config).__name__}")
-    _init._check_dtype(dtype)
+    check_dtype(dtype)
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
     n_nets, depth = config.n_nets, config.depth
+    widest = float(max(config.layer_widths))
+    # the Jacobian is a product of depth width x width matrices, per network (~1e10 flop/s)
+    check_budget(f"input_output_jacobian(depth={depth}, width={int(widest)}, n_nets={n_nets})",
+                 seconds=2.0 * depth * widest**3 * n_nets * 1e-10, nbytes=3 * widest**2 * n_nets * 8, device=dev)
     seeds = _draw_seeds(generator, depth) if parameters is None else None
     if x is None:
         n_in = config.layer_widths[0]
@@ -294,8 +298,10 @@ def jacobian_singular_values(
 # Theory.
 # --------------------------------------------------------------------------- #
 def _check_depth(depth) -> Tensor:
-    t = torch.as_tensor(np.asarray(depth, dtype=np.float64) if not isinstance(depth, Tensor) else depth)
-    if isinstance(depth, bool) or t.is_complex() or bool(torch.any(t < 0)) or bool(torch.any(t != torch.round(t))):
+    if isinstance(depth, bool):
+        raise ValueError(f"depth must be an integer >= 0 (or a tensor of them); got {depth!r}")
+    t = real_tensor(depth, "depth")
+    if bool(torch.any(torch.isnan(t))) or bool(torch.any(t < 0)) or bool(torch.any(t != torch.round(t))):
         raise ValueError(f"depth must be an integer >= 0 (or a tensor of them); got {depth!r}")
     return t.to(torch.float64)
 
@@ -414,10 +420,7 @@ def _check_cumulant(a) -> Tensor:
 def _check_points(x, name: str) -> Tensor:
     if isinstance(x, bool):
         raise ValueError(f"{name} must be a real number or tensor; got {x!r}")
-    try:
-        t = x.detach().to(torch.float64) if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float64))
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number or tensor; got {x!r}") from None
+    t = real_tensor(x.detach() if isinstance(x, Tensor) else x, name)
     if t.is_complex() or bool(torch.any(torch.isnan(t))):
         raise ValueError(f"{name} must be real and not NaN; got {x!r}")
     return t

@@ -14,6 +14,8 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ._checks import check_budget
+
 __all__ = [
     "Moments", "moments", "kurtosis", "raw_moment", "abs_moment", "central_moment",
     "ks_distance_normal", "ks_critical_value", "correlation_matrix",
@@ -195,6 +197,8 @@ def correlation_matrix(x: Tensor) -> Tensor:
     x = _f64(x)
     if x.ndim < 2 or x.shape[-1] == 0:
         raise ValueError(f"x must have shape [..., n_samples, features]; got {tuple(x.shape)}")
+    n = float(x.shape[-2])
+    check_budget(f"correlation_matrix of {int(n):,} samples", nbytes=n * n * 8 * 2 * max(1, x[..., 0, 0].numel()))
     u = x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
     return (u @ u.transpose(-1, -2)).clamp(-1.0, 1.0)
 

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from . import activations as _activations
+from ._checks import check_generator, check_int, check_nonneg
 from . import init as _init
 from . import data as _data
 from . import runtime
@@ -77,16 +78,7 @@ class Pointwise(nn.Module):
         return self.act.name
 
 
-def _check_int(value, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
-
-
-def _check_nonneg(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return float(value)
+_check_int, _check_nonneg = check_int, check_nonneg
 
 
 def make_mlp(

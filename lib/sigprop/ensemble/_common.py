@@ -7,6 +7,8 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 
+from .._checks import check_generator, check_int
+
 Tensor = torch.Tensor
 
 #: Largest batch for which the correlation matrices ``c`` are recorded by default.
@@ -16,10 +18,7 @@ C_MAX = 64
 HIST_KEYS = ("h", "x", "grad_h", "grad_x", "grad_w")
 
 
-def _check_int(value, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
+_check_int = check_int
 
 
 def _check_per_net(value, name: str, n_nets: int) -> Union[float, Tuple[float, ...]]:
@@ -50,7 +49,7 @@ def _as_gain(s: Union[float, Tuple[float, ...]], device=None, dtype=torch.float6
 
 def _draw_seeds(generator: Optional[torch.Generator], depth: int) -> List[int]:
     """``depth + 1`` seeds: one per layer and one for the random read-out gradient."""
-    dev = generator.device if generator is not None else torch.device("cpu")
+    dev = check_generator(generator).device if generator is not None else torch.device("cpu")
     return torch.randint(0, 2**62, (depth + 1,), generator=generator, device=dev, dtype=torch.int64).tolist()
 
 

@@ -14,6 +14,7 @@ import torch
 from .. import activations as _activations
 from .. import init as _init
 from .. import runtime
+from .._checks import check_dtype, check_tensor
 from ._common import C_MAX, _as_gain, _check_hist, _check_int, _check_per_net, _draw_seeds, _seeded
 from ._reduce import _Recorder
 
@@ -332,7 +333,7 @@ def _check_x(x, n_nets: int) -> Tensor:
         raise ValueError(f"a 3-D x must have shape (n_nets={n_nets}, batch, n_in); got {tuple(x.shape)}")
     if x.is_complex() or x.dtype == torch.bool:
         raise ValueError(f"x must be real; got dtype {x.dtype}")
-    return x
+    return check_tensor(x, "x")  # finite: a nan input would give a trace of nan
 
 
 # --------------------------------------------------------------------------- #
@@ -363,7 +364,7 @@ def mlp_parameters(
     if not isinstance(config, MLPConfig):
         raise ValueError(f"config must be an MLPConfig; got {type(config).__name__}")
     n_in = _check_int(n_in, "n_in")
-    _init._check_dtype(dtype)
+    check_dtype(dtype)
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
     layers = _Layers(config, n_in, _draw_seeds(generator, config.depth), dev, dtype)
     out = []
@@ -475,7 +476,7 @@ def propagate_mlp(
     """
     if not isinstance(config, MLPConfig):
         raise ValueError(f"config must be an MLPConfig; got {type(config).__name__}")
-    _init._check_dtype(dtype)
+    check_dtype(dtype)
     if not isinstance(backward, bool):
         raise ValueError(f"backward must be True or False; got {backward!r}")
     if record_c is not None and not isinstance(record_c, bool):

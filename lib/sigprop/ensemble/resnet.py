@@ -44,6 +44,7 @@ from torch import nn
 from .. import activations as _activations
 from .. import init as _init
 from .. import runtime
+from .._checks import check_dtype
 from ._common import _check_int, _draw_seeds, _seeded
 
 Tensor = torch.Tensor
@@ -164,7 +165,7 @@ def resnet_parameters(
         If ``config`` is not a :class:`ResNetConfig` or ``dtype`` is not floating.
     """
     _check_config(config)
-    _init._check_dtype(dtype)
+    check_dtype(dtype)
     dev = _device(device)
     layers = _Layers(config, _draw_seeds(generator, config.depth), dev, dtype)
     out = []
@@ -230,7 +231,7 @@ def _prepare(config: ResNetConfig, x, generator, device, dtype) -> Tuple[_Layers
     """Checks, the layer sampler and the input ``(n_nets, N)``: the layer seeds are drawn from
     ``generator`` first, then the default input, so that every caller sees the same networks."""
     _check_config(config)
-    _init._check_dtype(dtype)
+    check_dtype(dtype)
     dev = _device(device)
     layers = _Layers(config, _draw_seeds(generator, config.depth), dev, dtype)
     if x is None:
