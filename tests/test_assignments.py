@@ -16,7 +16,6 @@ import random
 import sys
 from pathlib import Path
 
-import jupytext
 import nbformat
 import pytest
 
@@ -420,7 +419,7 @@ for _ in range(120):
 """
 
 
-def _vandal(submissions: Path, canary: Path) -> str:
+def _vandal(submissions: Path, canaries) -> str:
     return f"""
 import glob, os, signal
 for path in glob.glob({str(submissions)!r} + "/*.ipynb"):
@@ -429,7 +428,10 @@ for path in glob.glob({str(submissions)!r} + "/*.ipynb"):
             act()
         except OSError:
             pass
-for path in ({str(canary)!r}, {str(ROOT / "README.md")!r}):
+import subprocess
+subprocess.run(["mount", "-o", "remount,bind,rw", "/"], capture_output=True)       # as root, then
+subprocess.run(["unshare", "-Ur", "mount", "-o", "remount,bind,rw", "/"], capture_output=True)
+for path in {[str(c) for c in canaries]!r}:
     try:
         open(path, "a").write("vandalized")
     except OSError:
@@ -497,6 +499,8 @@ def batch(tmp_path_factory):
     subs, canary = root / "submissions", root / "canary.txt"
     subs.mkdir()
     canary.write_text("untouched\n")
+    home_canary = Path.home() / f".sigprop-grading-canary-{root.name}"  # outside /tmp too
+    home_canary.write_text("untouched\n")
     metadata = nbformat.reads(nbformat.writes(student), as_version=4)
     metadata.metadata[assignments.META_KEY] = {"copy": "completed", "exercises": [], "grades": {"ch02-ex1": 2}}
     for i, cell in enumerate(metadata.cells):
@@ -519,17 +523,22 @@ def batch(tmp_path_factory):
     }
     isolated = assignments.bwrap_status()[0]
     if isolated:  # without bubblewrap this one would really delete the classmates' files
-        submissions["vandal"] = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_vandal(subs, canary))])
+        submissions["vandal"] = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(_vandal(subs, [canary, home_canary]))])
     for name, nb in submissions.items():
         nbformat.write(nb, subs / f"{name}.ipynb")
     (subs / "malformed.ipynb").write_text('{"cells": [ this is not json', encoding="utf8")
-    before = {"submissions": _digest(subs), "release": _digest(root / "release"),
-              "canary": canary.read_text(), "readme": (ROOT / "README.md").read_bytes()}
+
+    def state():
+        return {"submissions": _digest(subs), "release": _digest(root / "release"), "canary": canary.read_text(),
+                "home canary": home_canary.read_text()}
+
+    before = state()
     out = root / "grades"
     code = assignments.main(["grade", str(instructor), str(subs), "-o", str(out), "--timeout", str(TIMEOUT),
                              "--memory", "1500", "--jobs", "2", "--sandbox", "auto"])
-    after = {"submissions": _digest(subs), "release": _digest(root / "release"),
-             "canary": canary.read_text(), "readme": (ROOT / "README.md").read_bytes()}
+    after = state()
+    home_canary.unlink()
     report = json.loads((out / "report.json").read_text())
     return {"code": code, "out": out, "report": report, "before": before, "after": after,
             "names": sorted([*submissions, "malformed"]), "isolated": isolated,

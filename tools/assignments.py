@@ -531,9 +531,13 @@ def bwrap_status() -> Tuple[bool, str]:
 
 
 # bubblewrap: a new namespace of every kind (network: loopback only; processes: the
-# sandbox's own, all killed when it ends), the whole filesystem read-only, a private /tmp.
-_BWRAP_BASE = ["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-               "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+# sandbox's own, all killed when it ends), no capabilities (run by root, bwrap would keep
+# them, and a process could remount the filesystem read-write), user "nobody" and no nested
+# user namespace, the whole filesystem read-only, a private /tmp.
+_BWRAP_BASE = ["--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
+               "--uid", "65534", "--gid", "65534", "--die-with-parent", "--new-session",
+               "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+               "--tmpfs", "/dev/shm"]
 
 
 def _sandbox_command(scratch: Path, hide: Sequence[Path], use_bwrap: bool, result_fd: int) -> List[str]:
@@ -565,6 +569,9 @@ def _descendants(pid: int):
     except psutil.Error:
         return []
 
+
+#: Most bytes read back from one sandbox (answers and progress).
+MAX_RESULT_BYTES = 64 * 2**20
 
 _ACTIVE: set = set()  # pids of the sandboxes being waited for by their own Popen
 
@@ -623,14 +630,22 @@ def run_submission(path: Path, probes: List[dict], scratch: Path, hide: Sequence
     records: List[dict] = []
 
     def reader():
-        with os.fdopen(read_fd, encoding="utf8", errors="replace") as stream:
-            for line in stream:
+        # bounded: the sandbox may write anything into this pipe (it is only ever values)
+        total = 0
+        with os.fdopen(read_fd, "rb") as stream:
+            while total < MAX_RESULT_BYTES:
+                line = stream.readline(MAX_RESULT_BYTES - total)
+                if not line:
+                    break
+                total += len(line)
                 try:
                     record = json.loads(line)
                 except ValueError:
                     continue
                 if isinstance(record, dict):
                     records.append(record)
+            while stream.read(1 << 16):  # drain, so the sandbox is never blocked on a full pipe
+                pass
 
     log = open(scratch.parent / f"{scratch.name}.log", "wb")
     start = time.monotonic()
@@ -683,10 +698,10 @@ def run_submission(path: Path, probes: List[dict], scratch: Path, hide: Sequence
     run = Run("completed", "", wall_s=time.monotonic() - start, peak_mb=peak)
     cells = [r["cell"] for r in records if isinstance(r.get("cell"), int)]
     run.last_cell = cells[-1] + 1 if cells else None
-    where = f" (in code cell {run.last_cell})" if run.last_cell is not None and len(run.answers) == 0 else ""
     for r in records:
         if isinstance(r.get("label"), str) and isinstance(r.get("answers"), list):
             run.answers.setdefault(r["label"], r["answers"])
+    where = f" (in code cell {run.last_cell})" if run.last_cell is not None and not run.answers else ""
     fatal = next((r["fatal"] for r in records if isinstance(r.get("fatal"), str)), None)
     if over == "timeout":
         run.status, run.reason = "timeout", f"timeout: stopped after {timeout:g} s{where}"
@@ -799,7 +814,7 @@ def _submissions(paths: Iterable[Path]) -> List[Path]:
 def isolation(use_bwrap: bool, why: str) -> str:
     if use_bwrap:
         return ("bubblewrap: network off, filesystem read-only outside the scratch copy, submissions "
-                "and other scratch copies hidden, own process namespace")
+                "and other scratch copies hidden, own process namespace, no capabilities, user nobody")
     return (f"process group and limits only, without bubblewrap ({why}): the student's code could "
             "reach the network and write where the grader can")
 
