@@ -42,3 +42,10 @@ def test_device_rejects_unknown_and_unavailable_devices(monkeypatch):
             runtime.device("cuda")
     assert runtime.device("cpu").type == "cpu"
     assert set(runtime.describe()) >= {"device", "scale", "torch", "threads"}
+
+
+def test_medium_preset_falls_back_to_small_where_a_chapter_gives_no_medium_size():
+    assert runtime.pick({"small": 1, "medium": 2, "paper": 3}, preset="medium") == 2
+    assert runtime.pick({"small": 1, "paper": 3}, preset="medium") == 1
+    with pytest.raises(ValueError, match="options must define"):
+        runtime.pick({"paper": 3}, preset="medium")

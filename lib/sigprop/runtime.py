@@ -1,14 +1,18 @@
 """Device choice, seeding and the scale preset.
 
-The same chapter code runs at two scales:
+The same chapter code runs at three scales:
 
 * ``"small"`` (the default on a CPU): sizes chosen so that every chapter runs
   top to bottom in about a minute on two CPU cores;
+* ``"medium"`` (never chosen automatically): the largest sizes a two-core CPU
+  runs in a reasonable time (minutes to an hour a chapter), used by
+  ``make reference`` to measure the numbers set beside the papers'. A chapter
+  without a ``"medium"`` entry runs its ``"small"`` sizes (see :func:`pick`);
 * ``"paper"`` (the default when a CUDA GPU is visible): the sizes of the papers.
 
-The environment variable ``SIGPROP_SCALE`` (``small`` or ``paper``) overrides
-the automatic choice, and ``SIGPROP_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``...)
-overrides the device.
+The environment variable ``SIGPROP_SCALE`` (``small``, ``medium`` or ``paper``)
+overrides the automatic choice, and ``SIGPROP_DEVICE`` (``cpu``, ``cuda``,
+``cuda:1``...) overrides the device.
 """
 from __future__ import annotations
 
@@ -24,7 +28,10 @@ from ._checks import check_device, check_int
 __all__ = ["SCALES", "device", "scale", "pick", "generator", "seed_everything", "progress"]
 
 #: The scale presets a chapter may choose between.
-SCALES = ("small", "paper")
+SCALES = ("small", "medium", "paper")
+
+#: The preset a ``"medium"`` run falls back to when a chapter gives no medium sizes.
+MEDIUM_FALLBACK = "small"
 
 T = TypeVar("T")
 
@@ -50,7 +57,7 @@ def device(prefer: Optional[Union[str, torch.device]] = None) -> torch.device:
 
 
 def scale(override: Optional[str] = None) -> str:
-    """The scale preset: ``"small"`` or ``"paper"``.
+    """The scale preset: ``"small"``, ``"medium"`` or ``"paper"``.
 
     Precedence: ``override``, then ``SIGPROP_SCALE``, then ``"paper"`` when the
     chosen :func:`device` is a GPU and ``"small"`` otherwise.
@@ -70,14 +77,21 @@ def scale(override: Optional[str] = None) -> str:
 
 
 def pick(options: Mapping[str, T], preset: Optional[str] = None) -> T:
-    """Choose a size by preset: ``pick({"small": 200, "paper": 2000})``.
+    """Choose a size by preset: ``pick({"small": 200, "medium": 800, "paper": 2000})``.
+
+    At the ``"medium"`` preset, ``options`` without a ``"medium"`` key give their
+    :data:`MEDIUM_FALLBACK` (``"small"``) value: a chapter need not size every
+    experiment for the medium runs, and those it leaves out stay fast.
 
     Raises
     ------
     ValueError
-        If ``options`` lacks the active preset.
+        If ``options`` lacks the active preset (or, at ``"medium"``, both it and
+        the fallback).
     """
     key = scale(preset)
+    if key == "medium" and key not in options and MEDIUM_FALLBACK in options:
+        key = MEDIUM_FALLBACK
     if key not in options:
         raise ValueError(f"options must define a value for scale {key!r}; got keys {sorted(options)}")
     return options[key]
