@@ -409,3 +409,296 @@ def test_every_internal_link_resolves(site):
     assert not broken, f"{len(broken)} broken internal links:\n" + "\n".join(sorted(broken)[:40])
     missing = [p for p in PAGES if (site / f"{p}.html").resolve() not in seen]
     assert not missing, f"pages of the table of contents that no link reaches: {missing}"
+
+
+# =========================================================================== live figures
+# (issue 15; tools/live_figures.py.) Each live figure on the explore page is moved in the
+# browser, the plotted values are read back from Vega's scenegraph (the items the page drew)
+# and compared with sigprop at that slider position; each redraw is timed in the browser.
+# A site built without the figures (another page set via SIGPROP_SITE) skips these tests.
+
+LIVE_PAGE = "book/explore"
+LIVE_TOL = 1e-6  # |page - sigprop| <= LIVE_TOL * max(1, |sigprop|)
+LIVE_REDRAW_BUDGET_MS = 100.0
+
+_LIVE_READY = """
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  const els = Array.from(document.querySelectorAll('div.sigprop-live'));
+  if (els.length && els.every(e => e.dataset.ready === 'true')) { done(els.map(e => e.dataset.live)); return; }
+  if (Date.now() - start > 30000) { done(els.map(e => e.dataset.live + ':' + (e.dataset.ready || 'not ready'))); return; }
+  setTimeout(poll, 50);
+})();
+"""
+
+# Moves one control of a figure (a range input or a select that Vega bound to a parameter),
+# waits until Vega has re-run the dataflow and rendered, and the next animation frame; returns ms.
+_LIVE_MOVE = """
+const [name, param, value] = Array.from(arguments).slice(0, 3);
+const done = arguments[arguments.length - 1];
+const view = window.sigpropLive[name];
+const el = document.querySelector('div.sigprop-live[data-live="' + name + '"]');
+const input = el.querySelector('[name="' + param + '"]');
+if (!input) { done('no control ' + param); return; }
+const t0 = performance.now();
+input.value = String(value);
+input.dispatchEvent(new Event('input', {bubbles: true}));
+input.dispatchEvent(new Event('change', {bubbles: true}));
+view.runAsync().then(() => requestAnimationFrame(() => done(performance.now() - t0)),
+                     (e) => done('error ' + e));
+"""
+
+# The data of every item of the marks named `mark` (Vega-Lite names a unit's mark "<name>_marks").
+_LIVE_ITEMS = """
+const [name, mark, fields] = arguments;
+const view = window.sigpropLive[name];
+const out = [];
+(function walk(node) {
+  if (!node) return;
+  if (node.marktype && node.name === mark + '_marks') {
+    node.items.forEach(it => out.push(fields.map(f => it.datum[f] === undefined ? null : it.datum[f])));
+    return;
+  }
+  (node.items || []).forEach(walk);
+})(view.scenegraph().root);
+return out;
+"""
+
+
+def _live_close(page, lib, what):
+    import numpy as np
+
+    page = np.asarray(page, dtype=float)
+    lib = np.asarray(lib, dtype=float)
+    assert page.shape == lib.shape, f"{what}: {page.shape} values on the page, {lib.shape} from sigprop"
+    assert page.size, f"{what}: nothing plotted"
+    both_nan = np.isnan(page) & np.isnan(lib)
+    err = np.where(both_nan, 0.0, np.abs(page - lib) / np.maximum(1.0, np.abs(lib)))
+    assert np.all(np.isfinite(err)) and err.max() <= LIVE_TOL, (
+        f"{what}: the page differs from sigprop by {np.nanmax(err):.2e} (relative) at index {int(np.nanargmax(err))}")
+
+
+@pytest.fixture(scope="module")
+def live_page(browser, server, site):
+    path = site / f"{LIVE_PAGE}.html"
+    if not path.exists() or "sigprop-live" not in path.read_text(encoding="utf8"):
+        pytest.skip(f"{LIVE_PAGE}.html holds no live figure")
+    browser.get(urljoin(server, f"{LIVE_PAGE}.html"))
+    ready = browser.execute_async_script(_LIVE_READY)
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import live_figures
+
+    assert sorted(ready) == sorted(live_figures.FIGURES), f"live figures drawn on {LIVE_PAGE}.html: {ready}"
+    return browser
+
+
+def _move(driver, name, **params):
+    times = []
+    for param, value in params.items():
+        ms = driver.execute_async_script(_LIVE_MOVE, name, param, value)
+        assert isinstance(ms, (int, float)), f"{name}: moving {param} to {value}: {ms}"
+        times.append(ms)
+    return times
+
+
+def _items(driver, name, mark, fields):
+    return driver.execute_script(_LIVE_ITEMS, name, mark, list(fields))
+
+
+def _check_length_map(driver, act, sw, sb):
+    import torch
+    from sigprop import meanfield as mf
+
+    curve = _items(driver, "length-map", "curve", ["x", "y"])
+    x = torch.tensor([c[0] for c in curve], dtype=torch.float64)
+    _live_close([c[1] for c in curve], mf.q_map(act, x, sw, sb), f"length map V(q), {act} {sw} {sb}")
+    q = float(mf.q_star(act, sw, sb))
+    fixed = _items(driver, "length-map", "fixed", ["qs"])
+    if q == float("inf"):
+        assert not fixed, f"{act} {sw} {sb}: the length diverges, but the page marks q* = {fixed}"
+    else:
+        _live_close([f[0] for f in fixed], [q], f"q*, {act} {sw} {sb}")
+
+
+def _check_correlation_map(driver, act, sw, sb):
+    import torch
+    from sigprop import meanfield as mf
+
+    q = float(mf.q_star(act, sw, sb))
+    curve = _items(driver, "correlation-map", "curve", ["x", "y"])
+    readout = _items(driver, "correlation-map", "readout", ["chi", "cs"])
+    if q == float("inf"):
+        assert not curve, f"{act} {sw} {sb}: the length diverges, but a correlation map is drawn"
+        return
+    c = torch.tensor([p[0] for p in curve], dtype=torch.float64)
+    _live_close([p[1] for p in curve], mf.c_map(act, c, max(q, 1e-10), sw, sb), f"C(c), {act} {sw} {sb}")
+    _live_close(readout[0], [float(mf.chi_1(act, sw, sb)), float(mf.c_star(act, sw, sb))],
+                f"chi_1 and c*, {act} {sw} {sb}")
+    _live_close([f[0] for f in _items(driver, "correlation-map", "fixed", ["cs"])],
+                [float(mf.c_star(act, sw, sb))], f"c* marker, {act} {sw} {sb}")
+
+
+LIVE_MAP_POINTS = [("erf", 2.25, 0.6), ("relu", 1.0, 0.2), ("relu", 2.0, 0.1), ("gelu", 3.0, 0.0), ("tanh", 0.75, 0.0)]
+
+
+@pytest.mark.parametrize("name, check", [("length-map", _check_length_map),
+                                         ("correlation-map", _check_correlation_map)])
+def test_live_maps_show_sigprops_values_at_the_sliders(live_page, name, check):
+    for act, sw, sb in LIVE_MAP_POINTS:
+        _move(live_page, name, act=act, sw=sw, sb=sb)
+        check(live_page, act, sw, sb)
+
+
+def test_live_phase_diagram_shows_sigprops_grid_and_reads_out_the_point_under_the_cursor(live_page):
+    import sys
+
+    import numpy as np
+    from selenium.webdriver.common.action_chains import ActionChains
+    from sigprop import meanfield as mf
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import live_figures as lf
+
+    fields = ["sw", "sb", "q", "chi", "cs", "xi"]
+    for act in ("erf", "relu"):
+        _move(live_page, "phase-diagram", act=act)
+        cells = _items(live_page, "phase-diagram", "cells", fields)
+        pd = mf.phase_diagram(act, lf.PHASE_SIGMA_W, lf.PHASE_SIGMA_B, correlations=True)
+        grid = {(round(w, 6), round(b, 6)): (i, j) for i, w in enumerate(lf.PHASE_SIGMA_W)
+                for j, b in enumerate(lf.PHASE_SIGMA_B)}
+        idx = [grid[(round(c[0], 6), round(c[1], 6))] for c in cells]
+        # a cell is left empty exactly where the colour's quantity (log10 chi_1) has no value
+        empty = [(i, j) for i, j in set(grid.values()) - set(idx) if np.isfinite(float(pd.chi_1[i, j]))]
+        assert len(set(idx)) == len(idx) and not empty, (
+            f"{act}: {len(cells)} cells drawn of {len(grid)}; empty although sigprop has chi_1 there: {empty[:5]}")
+        for k, (key, lib) in enumerate([("q", pd.q_star), ("chi", pd.chi_1), ("cs", pd.c_star), ("xi", pd.xi_c)]):
+            want = np.array([float(lib[i, j]) for i, j in idx])
+            want[~np.isfinite(want)] = np.nan  # the page shows no value where sigprop has inf or nan
+            page = np.array([np.nan if c[2 + k] is None else c[2 + k] for c in cells])
+            _live_close(page, want, f"phase diagram {key}, {act}")
+    # the cursor over one cell: the read-out names that cell and its values
+    _move(live_page, "phase-diagram", act="erf")
+    # where that cell is drawn, relative to the centre of the figure's canvas
+    target = live_page.execute_script("""
+      const view = window.sigpropLive['phase-diagram'];
+      let found = null;
+      (function walk(n) { if (!n || found) return;
+        if (n.marktype && n.name === 'cells_marks') {
+          found = n.items.find(it => Math.abs(it.datum.sw - 2.0) < 1e-9 && Math.abs(it.datum.sb - 0.5) < 1e-9);
+          return; }
+        (n.items || []).forEach(walk); })(view.scenegraph().root);
+      if (!found) return null;
+      let x = (found.bounds.x1 + found.bounds.x2) / 2, y = (found.bounds.y1 + found.bounds.y2) / 2;
+      for (let g = found.mark.group; g; g = g.mark && g.mark.group) { x += g.x || 0; y += g.y || 0; }
+      const [ox, oy] = view.origin();
+      const canvas = view.container().querySelector('canvas');
+      const r = canvas.getBoundingClientRect();
+      return {canvas: canvas, dx: Math.round(ox + x - r.width / 2), dy: Math.round(oy + y - r.height / 2)};""")
+    assert target is not None, "no cell at sigma_w = 2, sigma_b = 0.5"
+    live_page.execute_script("arguments[0].scrollIntoView({block: 'center'})", target["canvas"])
+    ActionChains(live_page).move_to_element_with_offset(target["canvas"], target["dx"], target["dy"]).perform()
+    live_page.execute_async_script(
+        "const d = arguments[0]; window.sigpropLive['phase-diagram'].runAsync().then(() => d())")
+    readout = _items(live_page, "phase-diagram", "readout", fields)
+    # the cell the browser picks may be a neighbour of the one aimed at (sub-pixel rounding of
+    # the pointer position); it must have left the initial point (1.5, 0.3)
+    assert len(readout) == 1 and abs(readout[0][0] - 2.0) < 0.11 and abs(readout[0][1] - 0.5) < 0.06, (
+        f"the read-out under the cursor at (2, 0.5) shows {readout}")
+    sw, sb = readout[0][:2]
+    want = [float(f("erf", sw, sb)) for f in (mf.q_star, mf.chi_1, mf.c_star, mf.xi_c)]
+    _live_close(readout[0][2:], want, f"read-out of erf at ({sw}, {sb})")
+
+
+def test_live_resnet_spectrum_shows_sigprops_density_and_edges(live_page):
+    import torch
+    from sigprop import spectra
+
+    for a in (0.05, 0.33, 1.0):
+        _move(live_page, "resnet-spectrum", a=a)
+        curve = _items(live_page, "resnet-spectrum", "curve", ["x", "y"])
+        lam = torch.tensor([c[0] for c in curve], dtype=torch.float64)
+        _live_close([c[1] for c in curve], spectra.resnet_spectral_density(lam, a), f"rho(lambda), a = {a}")
+        edges = sorted(e[0] for e in _items(live_page, "resnet-spectrum", "edges", ["lam"]))
+        _live_close(edges, sorted(spectra.resnet_spectral_edges(a)), f"edges, a = {a}")
+
+
+def test_live_weibull_shows_sigprops_density_and_activations(live_page):
+    import torch
+    from sigprop import gaussian_preact as gp
+
+    for theta in (2.1, 3.7, 10.0):
+        _move(live_page, "weibull", theta=theta)
+        dens = _items(live_page, "weibull", "density", ["t", "w"])
+        t = torch.tensor([d[0] for d in dens], dtype=torch.float64)
+        _live_close([d[1] for d in dens], gp.weibull_pdf(t, theta), f"Weibull density, theta = {theta}")
+        for fam, key in (("odd", "o"), ("positive", "p")):
+            pts = [p for p in _items(live_page, "weibull", "phi", ["x", "phi", "family"]) if p[2] == key]
+            x = torch.tensor([p[0] for p in pts], dtype=torch.float64)
+            _live_close([p[1] for p in pts], gp.phi(x, theta, fam), f"phi {fam}, theta = {theta}")
+
+
+LIVE_MOVES = {  # (control, two values to alternate between)
+    "length-map": ("sw", (1.0, 2.5)),
+    "correlation-map": ("sw", (1.0, 2.5)),
+    "phase-diagram": ("act", ("tanh", "erf")),
+    "resnet-spectrum": ("a", (0.1, 0.6)),
+    "weibull": ("theta", (2.5, 6.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(LIVE_MOVES))
+def test_live_figure_redraws_within_budget(live_page, name):
+    """The median of 9 slider moves, each timed from the input event to the frame after Vega
+    has re-run and rendered (the first move, which warms up, is not counted)."""
+    import statistics
+
+    param, values = LIVE_MOVES[name]
+    times = [_move(live_page, name, **{param: values[k % 2]})[0] for k in range(10)][1:]
+    median = statistics.median(times)
+    assert median <= LIVE_REDRAW_BUDGET_MS, (
+        f"{name}: a slider move redraws in {median:.0f} ms (median of {len(times)}; "
+        f"all {[round(t) for t in times]}), budget {LIVE_REDRAW_BUDGET_MS:.0f} ms")
+
+
+def test_live_figures_fit_a_420_px_screen(live_page, server):
+    live_page.set_window_size(420, 900)
+    try:
+        live_page.get(urljoin(server, f"{LIVE_PAGE}.html"))
+        live_page.execute_async_script(_LIVE_READY)
+        boxes = live_page.execute_script("""
+          return Array.from(document.querySelectorAll('div.sigprop-live')).map(el => {
+            const svg = el.querySelector('svg.marks, canvas.marks') || el.querySelector('svg, canvas');
+            return {name: el.dataset.live, fig: el.getBoundingClientRect().width,
+                    right: svg ? svg.getBoundingClientRect().right : null, w: svg ? svg.getBoundingClientRect().width : 0,
+                    viewport: document.documentElement.clientWidth};
+          });""")
+    finally:
+        live_page.set_window_size(1280, 900)
+    for box in boxes:
+        assert box["w"] > 150, f"{box['name']} is not drawn at 420 px: {box}"
+        assert box["right"] <= box["viewport"] + 1, f"{box['name']} overflows a 420 px screen: {box}"
+
+
+def test_each_live_figure_adds_at_most_1_mb_to_its_page(site):
+    """Counted as bytes on the wire without compression: the figure's own data and specification
+    in the page, plus its share of the shared JavaScript (Vega, Vega-Lite, vega-embed and the
+    loader, 0.83 MB, loaded once per page) split over the live figures of that page."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import live_figures as lf
+
+    js = sum((site / "_static" / f).stat().st_size for f in lf.JS_FILES)
+    pages = [p for p in site.rglob("*.html") if "sigprop-live" in p.read_text(encoding="utf8")]
+    if not pages:
+        pytest.skip("no page has a live figure")
+    for path in pages:
+        text = path.read_text(encoding="utf8")
+        specs = re.findall(r'<script type="application/json" id="live-[^"]+-spec">(.*?)</script>', text, re.S)
+        assert specs, f"{path.name}: live figure without its data"
+        for spec in specs:
+            added = len(spec.encode("utf8")) + js / len(specs)
+            assert added <= 1_000_000, f"{path.name}: a live figure adds {added / 1e6:.2f} MB"
