@@ -186,9 +186,18 @@ def _quantize_png(path: Path) -> None:
             im.load()
             if im.mode == "P":
                 return  # already a palette image (e.g. re-run on an incremental build)
-            rgb = im.convert("RGBA") if im.mode in ("RGBA", "LA") or "transparency" in im.info else im.convert("RGB")
-        method = Image.Quantize.FASTOCTREE if rgb.mode == "RGBA" else Image.Quantize.MEDIANCUT
-        small = rgb.quantize(colors=256, method=method, dither=Image.Dither.NONE)
+            rgba = im.convert("RGBA")
+        if rgba.getextrema()[3][0] == 255:  # opaque (sigprop.plotting's figures are)
+            small = rgba.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                                                 dither=Image.Dither.NONE)
+            # the background stays pure white (not the 254 grey a median cut may give it)
+            palette = small.getpalette()
+            for i in range(0, len(palette), 3):
+                if min(palette[i:i + 3]) >= 250:
+                    palette[i:i + 3] = [255, 255, 255]
+            small.putpalette(palette)
+        else:
+            small = rgba.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
         tmp = path.with_suffix(".tmp.png")
         small.save(tmp, format="PNG", optimize=True)
         if tmp.stat().st_size < path.stat().st_size:
