@@ -277,8 +277,11 @@ def test_check_rejects_a_malformed_label():
 
 # --------------------------------------------------------------------------- the copies
 
-def test_student_copy_contains_no_solution_or_hidden_test(copies):
+def test_student_copy_contains_no_solution_or_hidden_test(chapter, copies):
     student, instructor = copies
+    nb = assignments.read_chapter(chapter)
+    assert len(assignments.leaked_solution_text(nb, nb)) >= 6, "the leak check must see solutions where they are"
+    assert not assignments.leaked_solution_text(nb, nbformat.read(student, as_version=4))
     text = student.read_text(encoding="utf8")
     leaked = [s for s in SECRETS if s in text]
     assert not leaked, f"the student copy holds solution text {leaked}"
@@ -344,8 +347,7 @@ def test_chapter_exercises_are_complete_assignments(path):
     labels = assignments.exercise_labels(nb)
     assert labels, f"{path.name}: no exercise"
     student = assignments.student_notebook(nb)
-    text = nbformat.writes(student)
-    leaked = [t[:60] for t in assignments.solution_texts(nb) if t in text]
+    leaked = [t[:60] for t in assignments.leaked_solution_text(nb, student)]
     assert not leaked, f"{path.name}: the student copy still holds solution text {leaked}"
     stubs, checks = assignments.stub_cells(student), assignments.check_cells(student)
     for label in labels:
