@@ -500,7 +500,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--verbose", action="store_true", help="print every attempt that is not clear")
     parser.add_argument("--no-guards", action="store_true", help="skip the child-process budget attempts")
-    parser.add_argument("--guard-timeout", type=float, default=20.0)
+    parser.add_argument("--guard-timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     groups = [meanfield_attempts, explore_attempts, gaussian_attempts, gaussian_preact_attempts, init_attempts,

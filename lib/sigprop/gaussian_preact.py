@@ -885,9 +885,9 @@ def propagate(
     """
     for nm, v in (("depth", depth), ("width", width), ("n_nets", n_nets)):
         check_int(v, nm, 1)
-    # one width x width weight matrix per layer and network: ~1e8 random numbers and products a second
+    # one width x width layer per network: a generous ~1e11 multiply-adds a second (batched)
     check_budget(f"propagate(depth={depth}, width={width}, n_nets={n_nets})",
-                 seconds=float(depth) * width * width * n_nets * (2 if c0 is not None else 1) * 1e-8,
+                 seconds=float(depth) * width * width * n_nets * (2 if c0 is not None else 1) * 1e-11,
                  nbytes=float(width) * width * 8 * 4, device=device)
     if (theta is None) == (act is None):
         raise ValueError("give exactly one of theta (Weibull weights and phi_theta) and act (Gaussian weights)")

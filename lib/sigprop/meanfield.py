@@ -1024,7 +1024,7 @@ def phase_diagram(act: ActLike, sigma_w: Param, sigma_b: Param, *, correlations:
     if sw.dim() != 1 or sb.dim() != 1:
         raise ValueError("sigma_w and sigma_b must be 1-D grids")
     check_budget(f"phase_diagram on a {sw.numel()} x {sb.numel()} grid",
-                 seconds=sw.numel() * sb.numel() * (5e-4 if correlations else 5e-5), device=sw.device)
+                 seconds=sw.numel() * sb.numel() * (1e-4 if correlations else 2e-5), device=sw.device)
     SW, SB = torch.meshgrid(sw, sb.to(sw.device), indexing="ij")
     _check_sigma(SW, SB)
     qs, moments = _grid_moments(a, SW, SB, torch.ones_like(SW))

@@ -234,7 +234,7 @@ def input_output_jacobian(
     widest = float(max(config.layer_widths))
     # the Jacobian is a product of depth width x width matrices, per network (~1e10 flop/s)
     check_budget(f"input_output_jacobian(depth={depth}, width={int(widest)}, n_nets={n_nets})",
-                 seconds=2.0 * depth * widest**3 * n_nets * 1e-10, nbytes=3 * widest**2 * n_nets * 8, device=dev)
+                 seconds=2.0 * depth * widest**3 * n_nets * 1e-11, nbytes=3 * widest**2 * n_nets * 8, device=dev)
     seeds = _draw_seeds(generator, depth) if parameters is None else None
     if x is None:
         n_in = config.layer_widths[0]
