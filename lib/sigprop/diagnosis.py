@@ -194,7 +194,7 @@ class Report:
         from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
 
-        runtime._enable_inline_figures()  # so that a notebook shows the returned figure
+        runtime.enable_inline_figures()  # so that a notebook shows the returned figure
         if fig is None:
             fig = Figure(figsize=(10, 6.4), layout="constrained")
         axes = fig.subplots(2, 2, sharex=True)

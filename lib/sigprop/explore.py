@@ -134,7 +134,7 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 
 def _new_figure(ncols: int, width: float = 4.4, height: float = 3.5) -> Tuple[Figure, Sequence[Any]]:
-    runtime._enable_inline_figures()  # so that a notebook shows a returned figure
+    runtime.enable_inline_figures()  # so that a notebook shows a returned figure
     fig = Figure(figsize=(width * ncols, height), layout="constrained", dpi=100)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, axes

@@ -25,7 +25,7 @@ import torch
 
 from ._checks import check_device, check_int
 
-__all__ = ["SCALES", "device", "scale", "pick", "generator", "seed_everything", "progress"]
+__all__ = ["SCALES", "device", "scale", "pick", "generator", "seed_everything", "progress", "enable_inline_figures"]
 
 #: The scale presets a chapter may choose between.
 SCALES = ("small", "medium", "paper")
@@ -208,7 +208,7 @@ def progress(iterable=None, desc: Optional[str] = None, total: Optional[int] = N
     return tqdm(iterable, desc=desc, total=total, **kwargs)
 
 
-def _enable_inline_figures() -> None:
+def enable_inline_figures() -> None:
     """In a Jupyter kernel, make a :class:`matplotlib.figure.Figure` built without pyplot show as
     an image when it is a cell's value. matplotlib resolves its backend lazily, and the inline
     backend registers its image formatter only once resolved; resolving it here keeps
