@@ -272,7 +272,7 @@ const code = Array.from(article.querySelectorAll('div.highlight pre'))
   .filter(p => !p.closest('.cell_output') && (p.closest('.cell') || !location.pathname.includes('/api/')))
   .filter(p => p.clientWidth > 0 && p.scrollWidth > p.clientWidth + 1)
   .map(p => ({where: where(p), scroll: p.scrollWidth, client: p.clientWidth,
-              line: p.innerText.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 100)}));
+              line: p.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 100)}));
 const equations = Array.from(article.querySelectorAll('mjx-container[display="true"]')).map(c => {
   const math = c.querySelector('mjx-math');
   const wide = math ? math.getBoundingClientRect().width : 0;
