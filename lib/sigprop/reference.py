@@ -1,0 +1,133 @@
+"""The papers' headline numbers beside the book's measurements.
+
+Each chapter has one table, ``book/reference/<chapter>.yaml``: for every number of its
+paper that the chapter measures, the paper's value and where it stands in the paper, the
+book's value with its standard error at each scale it was measured at (``small``, the
+preset the website runs; ``medium``, the larger runs of ``make reference``), the
+tolerance within which the two are expected to agree, and a note where a row is not
+comparable. ``tools/reference.py`` measures the book's side; ``tests/test_reference.py``
+holds the stored values to their tolerances. This module only reads and formats.
+
+>>> from sigprop import reference
+>>> reference.table("ch05")            # doctest: +SKIP
+>>> reference.html("ch05")             # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Optional, Union
+
+__all__ = ["find", "load", "table", "html", "format_value"]
+
+_CHAPTER = re.compile(r"^ch\d\d$")
+_SCALES = ("small", "medium", "paper")
+
+
+def find(chapter: str, root: Optional[Union[str, Path]] = None) -> Path:
+    """The path of ``chapter``'s table, ``reference/<chapter>.yaml`` under ``root`` or
+    ``book/reference/<chapter>.yaml`` under it (``root`` defaults to the working
+    directory: a chapter's notebook runs in ``book/``).
+
+    Raises
+    ------
+    ValueError
+        If ``chapter`` is not of the form ``"ch05"``.
+    FileNotFoundError
+        If no table is found (the tables ship with the book's sources, not with the
+        library).
+    """
+    if not isinstance(chapter, str) or not _CHAPTER.match(chapter):
+        raise ValueError(f"chapter must be of the form 'ch05'; got {chapter!r}")
+    base = Path(root) if root is not None else Path.cwd()
+    for candidate in (base / "reference" / f"{chapter}.yaml",
+                      base / "book" / "reference" / f"{chapter}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no table for chapter {chapter!r} under root {str(base)!r}: the tables are "
+        "book/reference/chNN.yaml in the book's sources"
+    )
+
+
+def load(chapter: str, root: Optional[Union[str, Path]] = None) -> dict[str, Any]:
+    """The table of ``chapter`` as stored (a dict with ``rows``); see :func:`find`."""
+    import yaml
+
+    data = yaml.safe_load(find(chapter, root).read_text(encoding="utf8"))
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise ValueError(f"the table of chapter {chapter!r} has no list of rows")
+    return data
+
+
+def format_value(value: Optional[float], se: Optional[float] = None) -> str:
+    """``1.1992`` or ``1.199 ± 0.010``: the standard error to two significant figures
+    and the value to the same decimal place; an en dash for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if se is None or se == 0 or not math.isfinite(se):
+        return f"{value:.6g}"
+    decimals = max(0, 1 - int(math.floor(math.log10(abs(se)))))
+    return f"{value:.{decimals}f} ± {se:.{decimals}f}"
+
+
+def _tolerance(tol: Optional[dict]) -> str:
+    if not tol:
+        return "–"
+    parts = []
+    if tol.get("abs"):
+        parts.append(f"{tol['abs']:g}")
+    if tol.get("rel"):
+        parts.append(f"{100 * tol['rel']:g}%")
+    if tol.get("se"):
+        parts.append(f"{tol['se']:g} s.e.")
+    return " + ".join(parts) if parts else "–"
+
+
+def _note(row: dict, scales: list[str]) -> str:
+    nc = row.get("not_comparable")
+    notes = []
+    if isinstance(nc, str):
+        notes.append(nc)
+    elif isinstance(nc, dict):
+        notes.extend(f"{scale}: {nc[scale]}" for scale in scales if scale in nc)
+    if row.get("note"):
+        notes.append(str(row["note"]))
+    return "; ".join(notes)
+
+
+def table(chapter: str, root: Optional[Union[str, Path]] = None):
+    """The table of ``chapter`` as a :class:`pandas.DataFrame`, one row per number:
+    quantity (mathtext), the paper's value and where it stands, the book's value ± its
+    standard error at each scale measured, with the sizes used, the tolerance, and the
+    note that says why a row is not comparable."""
+    import pandas as pd
+
+    data = load(chapter, root)
+    rows = data["rows"]
+    scales = [s for s in _SCALES if any((r.get("book") or {}).get(s) for r in rows)]
+    records = []
+    for row in rows:
+        paper = row.get("paper") or {}
+        record = {
+            "quantity": row.get("quantity", row["id"]),
+            "paper": format_value(paper.get("value")),
+            "where in the paper": paper.get("where", ""),
+        }
+        for scale in scales:
+            entry = (row.get("book") or {}).get(scale) or {}
+            record[f"book, {scale}"] = format_value(entry.get("value"), entry.get("se"))
+            record[f"sizes, {scale}"] = entry.get("size", "")
+        record["tolerance"] = _tolerance(row.get("tolerance"))
+        record["note"] = _note(row, scales)
+        records.append(record)
+    return pd.DataFrame.from_records(records, index=[r["id"] for r in rows])
+
+
+def html(chapter: str, root: Optional[Union[str, Path]] = None) -> str:
+    """The table of ``chapter`` as an HTML ``<table>`` (no index), for a notebook cell:
+    ``IPython.display.HTML(reference.html("ch05"))``."""
+    frame = table(chapter, root)
+    return frame.to_html(index=False, escape=True, border=0, classes="sigprop-reference",
+                         na_rep="–")

@@ -1,0 +1,169 @@
+"""Measure the book's side of "the paper beside the book" tables (``make reference``).
+
+    python tools/reference.py --scale medium ch05            # execute, measure, store
+    python tools/reference.py --scale small ch01 ch02 ...
+    python tools/reference.py --scale small --from-dump ch05  # re-measure a stored run
+
+For each chapter named, a temporary copy of ``book/<chapter>*.md`` is converted to a
+notebook and executed top to bottom (its own folder as working directory, as on the
+website) with ``SIGPROP_SCALE`` set to the scale asked for. A last cell, added to the
+copy only, stores the chapter's variables (numbers, arrays, tensors, containers of them)
+in a pickle. Each row of ``book/reference/<chapter>.yaml`` carries a ``measure`` snippet:
+Python evaluated in a namespace made of those variables plus ``np``, ``torch`` and the
+``sigprop`` modules, that sets ``value`` and ``se`` (standard error, ``None`` for a
+number without sampling error) and may set ``size`` (a few words on the sizes used).
+The results are written back into the row under ``book: {<scale>: ...}``.
+
+The chapters and ``book/*.ipynb`` are never written. Nothing here runs under ``make test``;
+``tests/test_reference.py`` checks the stored values against the papers'.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+TABLES = BOOK / "reference"
+DUMPS = Path(os.environ.get("SIGPROP_REFERENCE_DUMPS", Path(tempfile.gettempdir()) / "sigprop-reference"))
+
+DUMP_CELL = r'''
+import pickle as _pickle, types as _types
+_keep = {}
+for _name, _value in list(globals().items()):
+    if _name.startswith("_") or isinstance(_value, (_types.ModuleType, _types.FunctionType, type)):
+        continue
+    try:
+        _blob = _pickle.dumps(_value)
+    except Exception:
+        continue
+    if len(_blob) < 400_000_000:
+        _keep[_name] = _value
+with open(%r, "wb") as _f:
+    _pickle.dump(_keep, _f)
+'''
+
+
+def chapter_source(chapter: str) -> Path:
+    matches = sorted(BOOK.glob(f"{chapter}_*.md"))
+    if len(matches) != 1:
+        raise SystemExit(f"chapter must name one of book/chNN_*.md; got {chapter!r}")
+    return matches[0]
+
+
+def execute(chapter: str, scale: str, timeout: int = 3600) -> Path:
+    """Execute a temporary copy of the chapter at ``scale``; return the pickle of its variables."""
+    import jupytext
+    import nbformat
+    from nbclient import NotebookClient
+
+    DUMPS.mkdir(parents=True, exist_ok=True)
+    dump = DUMPS / f"{chapter}-{scale}.pkl"
+    work = Path(tempfile.mkdtemp(prefix=f"sigprop-ref-{chapter}-"))
+    try:
+        src = chapter_source(chapter)
+        nb = jupytext.read(src)
+        nb.cells.append(nbformat.v4.new_code_cell(DUMP_CELL % str(dump)))
+        # the copy runs with book/ as working directory, as the chapter does on the website
+        env_scale = os.environ.get("SIGPROP_SCALE")
+        os.environ["SIGPROP_SCALE"] = scale
+        try:
+            client = NotebookClient(
+                nb,
+                timeout=timeout,
+                kernel_name="python3",
+                record_timing=False,
+                resources={"metadata": {"path": str(BOOK)}},
+            )
+            start = time.perf_counter()
+            client.execute()
+            elapsed = time.perf_counter() - start
+        finally:
+            if env_scale is None:
+                os.environ.pop("SIGPROP_SCALE", None)
+            else:
+                os.environ["SIGPROP_SCALE"] = env_scale
+        nbformat.write(nb, work / (src.stem + ".ipynb"))
+        print(f"{chapter}: executed at scale {scale} in {elapsed:.0f} s", flush=True)
+        (DUMPS / f"{chapter}-{scale}.seconds").write_text(f"{elapsed:.0f}\n")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dump
+
+
+def namespace(dump: Path) -> dict:
+    import numpy as np
+    import torch
+
+    import sigprop
+    from sigprop import (activations, gaussian, gaussian_preact, meanfield, resnet_meanfield,
+                         spectra, stats)
+
+    with open(dump, "rb") as f:
+        ns = pickle.load(f)
+    ns.update(np=np, torch=torch, sigprop=sigprop, activations=activations, gaussian=gaussian,
+              gaussian_preact=gaussian_preact, mf=meanfield, meanfield=meanfield,
+              resnet_meanfield=resnet_meanfield, spectra=spectra, stats=stats)
+    return ns
+
+
+def _plain(x):
+    if x is None:
+        return None
+    return float(f"{float(x):.6g}")
+
+
+def measure(chapter: str, scale: str, dump: Path) -> list[str]:
+    """Evaluate every row's ``measure`` snippet and store the results in the chapter's table."""
+    path = TABLES / f"{chapter}.yaml"
+    table = yaml.safe_load(path.read_text())
+    base = namespace(dump)
+    lines = []
+    seconds = DUMPS / f"{chapter}-{scale}.seconds"
+    for row in table["rows"]:
+        code = row.get("measure")
+        if not code:
+            continue
+        ns = dict(base, ROW_ID=row["id"])
+        exec(compile(code, f"<{chapter}:{row['id']}>", "exec"), ns)
+        entry = {"value": _plain(ns["value"]), "se": _plain(ns.get("se"))}
+        if ns.get("size"):
+            entry["size"] = str(ns["size"])
+        entry["date"] = _dt.date.today().isoformat()
+        if seconds.exists():
+            entry["chapter_seconds"] = int(seconds.read_text())
+        row.setdefault("book", {})[scale] = entry
+        lines.append(f"{chapter} {row['id']}: book {entry['value']} ± {entry['se']} "
+                     f"({scale}), paper {row['paper'].get('value')}")
+    path.write_text(yaml.safe_dump(table, sort_keys=False, allow_unicode=True, width=100))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="+", help="ch01 ... ch06")
+    parser.add_argument("--scale", default="medium", choices=("small", "medium", "paper"))
+    parser.add_argument("--from-dump", action="store_true",
+                        help="measure a stored run instead of executing the chapter again")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    for chapter in args.chapters:
+        dump = DUMPS / f"{chapter}-{args.scale}.pkl"
+        if not args.from_dump:
+            dump = execute(chapter, args.scale, args.timeout)
+        for line in measure(chapter, args.scale, dump):
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
