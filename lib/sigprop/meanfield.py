@@ -34,7 +34,7 @@ approaches as its length decays: :math:`\mathbb E\,\phi'(\sqrt q z)^2 \to
 \tfrac12\big(\phi'(0^+)^2 + \phi'(0^-)^2\big)`, which for a kinked activation is not
 :math:`\phi'(0)^2` (relu: :math:`\chi_1 = \sigma_w^2/2`, not 0; abs: :math:`\sigma_w^2`). The same
 value enters :func:`chi_1`, :func:`chi_c`, :func:`xi_q`, :func:`xi_c`, :func:`phase_diagram` and the
-edge of chaos (:func:`_d2_at_zero`).
+edge of chaos (one helper computes it).
 """
 from __future__ import annotations
 
