@@ -369,7 +369,7 @@ def test_chapter_exercises_are_complete_assignments(path):
 CH02 = ROOT / "book" / "ch02_mean_field.md"
 LABELS = ["ch02-ex1", "ch02-ex2"]
 MARKER = "sigprop-attack-marker-5d1"
-TIMEOUT = 60
+TIMEOUT = 90  # seconds a notebook; the honest ones need about 10 s, 30 s on a machine at load 16
 
 HONEST_BOB = {
     "ch02-ex1": "def relu_c_map(c, q, sigma_w, sigma_b):\n"
