@@ -125,9 +125,16 @@ def table(chapter: str, root: Optional[Union[str, Path]] = None):
     return pd.DataFrame.from_records(records, index=[r["id"] for r in rows])
 
 
+_INLINE_MATH = re.compile(r"\$([^$]+)\$")
+
+
 def html(chapter: str, root: Optional[Union[str, Path]] = None) -> str:
     """The table of ``chapter`` as an HTML ``<table>`` (no index), for a notebook cell:
-    ``IPython.display.HTML(reference.html("ch05"))``."""
+    ``IPython.display.HTML(reference.html("ch05"))``. Inline mathematics ``$...$`` becomes
+    ``\\(...\\)`` inside a ``mathjax_process`` block, which MathJax typesets on the website
+    and in Jupyter."""
     frame = table(chapter, root)
-    return frame.to_html(index=False, escape=True, border=0, classes="sigprop-reference",
+    frame["quantity"] = [_INLINE_MATH.sub(r"\\(\1\\)", q) for q in frame["quantity"]]
+    body = frame.to_html(index=False, escape=True, border=0, classes="sigprop-reference",
                          na_rep="–")
+    return f'<div class="mathjax_process" style="overflow-x: auto">{body}</div>'
