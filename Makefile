@@ -4,6 +4,7 @@
 #   make test        set up .venv, then run every test (library, notebooks, consistency, book build)
 #   make notebooks   re-execute every chapter and store its outputs in book/*.ipynb
 #   make bench       run the performance suite (benchmarks/run.py) and the time-budget tests
+#   make reference   measure the book's side of the paper-beside-the-book tables at the medium scale
 #   make clean       remove build outputs (keeps .venv); `make distclean` removes .venv too
 #
 # Knobs (set on the command line: `make book TORCH_SPEC="..."`):
@@ -43,10 +44,10 @@ ifneq ($(SHARED_DATA),)
 export SIGPROP_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: help setup browser sandbox book test notebooks bench clean distclean FORCE
+.PHONY: help setup browser sandbox book test notebooks bench reference clean distclean FORCE
 
 help:
-	@sed -n '3,7p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,8p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---------------------------------------------------------------------------- set-up
 # Idempotent: the stamp is newer than everything it was installed from, so a second run
@@ -120,6 +121,18 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) -m pytest tests -m timing -q
+
+# The paper beside the book: execute temporary copies of chapters at SIGPROP_SCALE=medium
+# (the largest sizes a two-core CPU runs in reasonable time; a chapter without medium
+# sizes runs its small ones) and store the measured values in book/reference/chNN.yaml.
+# Not part of `make test`, which only checks the stored values (tests/test_reference.py).
+# Chapter 5 takes about 12 minutes on two busy cores. REFERENCE_CHAPTERS="ch01 ch05" etc.
+REFERENCE_CHAPTERS ?= ch05
+REFERENCE_SCALE ?= medium
+reference: export OMP_NUM_THREADS ?= 1
+reference: $(STAMP)
+	$(PY) tools/reference.py --scale $(REFERENCE_SCALE) $(REFERENCE_CHAPTERS)
+	$(PY) -m pytest tests/test_reference.py -q
 
 clean:
 	rm -rf _build .jupyter_cache .pytest_cache .hypothesis
