@@ -160,7 +160,7 @@ def test_sizes_within_the_budget_run(width, depth):
     (lambda: gaussian.expect(torch.tanh, torch.full((10_000_000,), 1.0)), "gaussian.expect"),
     (lambda: mf.iterate_q("tanh", 1.0, 1.5, 0.3, 10**7), "iterate_q"),
     (lambda: gp.propagate(100_000, 20_000, 4, theta=3.0), "propagate"),
-    (lambda: critique.sample_preactivations("tanh", 1.5, 0.3, 20_000, 100_000, 4), "sample_preactivations"),
+    (lambda: critique.sample_preactivations("tanh", 1.5, 0.3, 20_000, 100_000, 100), "sample_preactivations"),
     (lambda: mf.phase_diagram("tanh", torch.linspace(0.5, 4, 3000), torch.linspace(0, 2, 3000)), "phase_diagram"),
     (lambda: stats.correlation_matrix(torch.zeros(200_000, 2)), "correlation_matrix"),
     (lambda: explore.phase_figure(resolution=5000), "phase_figure"),

@@ -453,8 +453,8 @@ GUARDS = {
     "gaussian.expect(1e7 points)": "from sigprop import gaussian; import torch; "
                                    "gaussian.expect(lambda u: torch.tanh(u)**2, torch.rand(10**7) + 0.5)",
     "mf.iterate_q(depth=1e7)": "from sigprop import meanfield as mf; mf.iterate_q('tanh', 1.0, 1.5, 0.3, 10**7)",
-    "critique.sample_preactivations(width 20000, depth 1e5)": "from sigprop import critique; "
-        "critique.sample_preactivations('tanh', 1.5, 0.3, 20000, 100000, 4)",
+    "critique.sample_preactivations(width 20000, depth 1e5, 100 nets)": "from sigprop import critique; "
+        "critique.sample_preactivations('tanh', 1.5, 0.3, 20000, 100000, 100)",
     "gp.propagate(width 20000, depth 1e5)": "from sigprop import gaussian_preact as gp; gp.propagate(100000, 20000, 4, theta=3.0)",
     "spectra.input_output_jacobian(width 20000)": "from sigprop import spectra, ensemble; "
         "spectra.input_output_jacobian(ensemble.MLPConfig(depth=50, width=20000, act='tanh', sigma_w=1.5))",

@@ -443,8 +443,9 @@ def sample_preactivations(act, sigma_w: float, sigma_b: float, width: int, depth
     n = _check_int(width, "width")
     L = _check_int(depth, "depth")
     m = _check_int(n_nets, "n_nets")
+    # each layer is drawn from its law given the previous one: O(width) per layer and network
     check_budget(f"sample_preactivations(width={n}, depth={L}, n_nets={m})",
-                 seconds=float(n) * n * L * m * 1e-11, nbytes=float(n) * n * 8 * 4, device=device)
+                 seconds=float(n) * L * m * 1e-8, nbytes=float(n) * m * 8 * 4, device=device)
     q0 = _check_pos_float(q0, "q0")
     if weights not in ("gaussian", "weibull2"):
         raise ValueError(f"weights must be 'gaussian' or 'weibull2'; got {weights!r}")
