@@ -149,20 +149,54 @@ print(f"scale={{SCALE}}, device={{DEVICE}}, seed={{SEED}}")
 ```
 
 ```{{code-cell}} ipython3
-:tags: [raises-exception]
+:tags: [raises-exception, remove-output]
 
-def answer():
+def my_value():
     # Your code here.
-    raise NotImplementedError("exercise: fill in `answer`")
+    raise NotImplementedError("exercise: fill in `my_value`")
 
-answer()
+
+my_value()
+```
+
+```{{code-cell}} ipython3
+:tags: [hide-input]
+
+from sigprop.exercises import check
+
+check("{label}-ex1", lambda: abs(my_value() - 1.0) < 1e-12, "my_value() returns 1")
 ```
 
 ````{{solution}} {label}-ex1
 :class: dropdown
 
 ...
+
+```python
+def my_value():
+    return 1.0
+```
 ````
+
+<!-- hidden-test {label}-ex1: the grader's test (tools/assignments.py); not in the student copy
+from otter.test_files import test_case
+
+name = "{label}-ex1"
+points = 1
+
+
+def cases(rng):
+    return [{{}}]
+
+
+def answer(case):
+    return float(my_value())
+
+
+@test_case(points=1, hidden=True)
+def returns_one(cases, answers):
+    assert all(abs(a - 1.0) < 1e-12 for a in answers), f"got {{answers}}"
+-->
 
 ## References
 
