@@ -658,6 +658,7 @@ def test_live_figure_redraws_within_budget(live_page, name):
     param, values = LIVE_MOVES[name]
     times = [_move(live_page, name, **{param: values[k % 2]})[0] for k in range(10)][1:]
     median = statistics.median(times)
+    print(f"{name}: redraw median {median:.1f} ms, all {[round(t, 1) for t in times]}")
     assert median <= LIVE_REDRAW_BUDGET_MS, (
         f"{name}: a slider move redraws in {median:.0f} ms (median of {len(times)}; "
         f"all {[round(t) for t in times]}), budget {LIVE_REDRAW_BUDGET_MS:.0f} ms")

@@ -346,14 +346,18 @@ def resnet_spectrum_spec() -> Dict:
         y=alt.Y("y:Q", title="density ρ(λ)"),
         tooltip=[alt.Tooltip("x:Q", format=".4g", title="λ"), alt.Tooltip("y:Q", format=".4g", title="ρ(λ)")],
     ).properties(name="curve")
+    # the edges stop below the read-out, and an invisible point at 1.3 x the peak makes room for it
     edges = base.transform_fold(["lo", "hi"], as_=["edge", "lam"]).mark_rule(
-        color="#D55E00", strokeDash=[4, 3], strokeWidth=1.5).encode(x="lam:Q").properties(name="edges")
+        color="#D55E00", strokeDash=[4, 3], strokeWidth=1.5).encode(
+        x="lam:Q", y=alt.value(40), y2=alt.value(280)).properties(name="edges")
+    room = base.transform_calculate(top="extent(datum.y)[1] * 1.3").mark_point(opacity=0).encode(
+        x="lo:Q", y="top:Q")
     label = base.transform_calculate(
         text="['edges λ₋ = ' + format(datum.lo, '.4~g') + ', λ₊ = ' + format(datum.hi, '.4~g'),"
              " 'condition number κ(J) = ' + format(datum.kappa, '.4~g')]").mark_text(
         align="right", baseline="top", fontSize=13, dx=-6, dy=6, lineBreak="\n").encode(
         x=alt.value("width"), y=alt.value(0), text="text:N").properties(name="readout")
-    chart = alt.layer(curve, edges, label, data=alt.Data(name="groups")).add_params(
+    chart = alt.layer(curve, edges, room, label, data=alt.Data(name="groups")).add_params(
         _slider("a", RESNET_A, 0.25, "effective cumulant a "))
     return chart.properties(width="container", height=280)
 
