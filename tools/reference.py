@@ -116,6 +116,26 @@ def namespace(dump: Path) -> dict:
     return ns
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the measure snippets) as literal blocks; no anchors."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def _str(dumper, data):
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(table: dict) -> str:
+    """The YAML text of a table, as ``tools/reference.py`` writes it."""
+    return yaml.dump(table, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
 def _plain(x):
     if x is None:
         return None
@@ -144,7 +164,7 @@ def measure(chapter: str, scale: str, dump: Path) -> list[str]:
         row.setdefault("book", {})[scale] = entry
         lines.append(f"{chapter} {row['id']}: book {entry['value']} ± {entry['se']} "
                      f"({scale}), paper {row['paper'].get('value')}")
-    path.write_text(yaml.safe_dump(table, sort_keys=False, allow_unicode=True, width=100))
+    path.write_text(to_yaml(table))
     return lines
 
 
