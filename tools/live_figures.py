@@ -453,9 +453,13 @@ def figure_spec(name: str) -> str:
 
 
 def figure_html(name: str, uid: str, alt: str) -> str:
-    payload = figure_spec(name).replace("</", "<\\/")
-    return (f'<div class="sigprop-live" id="live-{uid}" data-live="{html.escape(name)}" role="img" '
-            f'aria-label="{html.escape(alt)}" style="width:100%;max-width:640px;min-height:320px"></div>\n'
+    spec = json.loads(figure_spec(name))
+    spec["description"] = alt
+    payload = json.dumps(spec, separators=(",", ":"), ensure_ascii=False, allow_nan=False).replace("</", "<\\/")
+    # the text alternative travels in the specification's "description" (Vega's ARIA label of
+    # the chart); the sliders under it stay reachable
+    return (f'<div class="sigprop-live" id="live-{uid}" data-live="{html.escape(name)}" '
+            'style="width:100%;max-width:640px;min-height:320px"></div>\n'
             f'<script type="application/json" id="live-{uid}-spec">{payload}</script>\n'
             '<noscript>This figure moves with JavaScript, which is switched off.</noscript>\n')
 
