@@ -127,3 +127,32 @@ def test_stored_book_value_is_within_tolerance_of_the_paper(chapter, row, scale,
         f"({row['paper']['where']}); |difference| {abs(value - paper):.3g} exceeds the "
         f"tolerance {allowed:.3g}"
     )
+
+
+def test_reference_module_renders_every_table_without_verdicts():
+    from sigprop import reference
+
+    for chapter in CHAPTERS:
+        frame = reference.table(chapter, root=REPO_ROOT)
+        assert list(frame.index) == [row["id"] for row in _table(chapter)["rows"]]
+        assert {"quantity", "paper", "where in the paper", "book, small", "tolerance"} <= set(frame)
+        page = reference.html(chapter, root=REPO_ROOT)
+        assert "$" not in page and "\\(" in page, f"{chapter}: inline math not converted"
+        lowered = page.lower()
+        for word in ("pass", "fail", "true", "false", "/work/", "/tmp/"):
+            assert word not in lowered, f"{chapter}: the rendered table contains {word!r}"
+
+
+def test_reference_format_and_argument_checks(tmp_path):
+    from sigprop import reference
+
+    assert reference.format_value(1.1992) == "1.1992"
+    assert reference.format_value(1.19903, 0.00328) == "1.1990 ± 0.0033"
+    assert reference.format_value(5.0476, 0.1722) == "5.05 ± 0.17"
+    assert reference.format_value(None) == "–"
+    with pytest.raises(ValueError, match="chapter must be of the form"):
+        reference.find("5")
+    with pytest.raises(FileNotFoundError, match="no table for chapter 'ch05'"):
+        reference.find("ch05", root=tmp_path)
+    # a notebook opened without the book's sources shows a sentence, not a traceback
+    assert "book/reference/ch05.yaml" in reference.show("ch05", root=tmp_path).data

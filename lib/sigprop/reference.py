@@ -11,6 +11,7 @@ holds the stored values to their tolerances. This module only reads and formats.
 >>> from sigprop import reference
 >>> reference.table("ch05")            # doctest: +SKIP
 >>> reference.html("ch05")             # doctest: +SKIP
+>>> reference.show("ch05")             # in a notebook cell   # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
-__all__ = ["find", "load", "table", "html", "format_value"]
+__all__ = ["find", "load", "table", "html", "show", "format_value"]
 
 _CHAPTER = re.compile(r"^ch\d\d$")
 _SCALES = ("small", "medium", "paper")
@@ -128,13 +129,57 @@ def table(chapter: str, root: Optional[Union[str, Path]] = None):
 _INLINE_MATH = re.compile(r"\$([^$]+)\$")
 
 
+def _cell(main: str, detail: str = "") -> str:
+    from html import escape
+
+    text = f'<span style="white-space: nowrap">{escape(main)}</span>' if " ± " in main else escape(main)
+    if detail:
+        text += f'<br><span style="font-size: 0.85em; opacity: 0.75">{escape(detail)}</span>'
+    return f'<td style="vertical-align: top; text-align: left">{text}</td>'
+
+
 def html(chapter: str, root: Optional[Union[str, Path]] = None) -> str:
-    """The table of ``chapter`` as an HTML ``<table>`` (no index), for a notebook cell:
-    ``IPython.display.HTML(reference.html("ch05"))``. Inline mathematics ``$...$`` becomes
-    ``\\(...\\)`` inside a ``mathjax_process`` block, which MathJax typesets on the website
-    and in Jupyter."""
+    """The table of ``chapter`` as a compact HTML ``<table>`` for a notebook cell,
+    ``IPython.display.HTML(reference.html("ch05"))``: per row the quantity, the paper's
+    value with where it stands, the book's value ± standard error at each scale with its
+    sizes, the tolerance and the note. Inline mathematics ``$...$`` becomes
+    ``\\(...\\)`` inside a ``mathjax_process`` block, which MathJax typesets on the
+    website and in Jupyter."""
     frame = table(chapter, root)
-    frame["quantity"] = [_INLINE_MATH.sub(r"\\(\1\\)", q) for q in frame["quantity"]]
-    body = frame.to_html(index=False, escape=True, border=0, classes="sigprop-reference",
-                         na_rep="–")
-    return f'<div class="mathjax_process" style="overflow-x: auto">{body}</div>'
+    scales = [c.split(", ", 1)[1] for c in frame.columns if c.startswith("book, ")]
+    with_notes = bool(frame["note"].str.len().sum())
+    head = ["quantity", "paper"] + [f"book, {s}" for s in scales] + ["tolerance"]
+    head += ["note"] if with_notes else []
+    lines = ['<div class="mathjax_process" style="overflow-x: auto">',
+             '<table class="sigprop-reference" style="font-size: 0.85em">',
+             "<thead><tr>" + "".join(f'<th style="text-align: left">{h}</th>' for h in head) + "</tr></thead>", "<tbody>"]
+    for _, row in frame.iterrows():
+        cells = [_cell(row["quantity"]), _cell(row["paper"], row["where in the paper"])]
+        cells += [_cell(row[f"book, {s}"], row[f"sizes, {s}"]) for s in scales]
+        cells.append(_cell(row["tolerance"]))
+        if with_notes:
+            cells.append(_cell(row["note"]))
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines += ["</tbody>", "</table>", "</div>"]
+    return _INLINE_MATH.sub(r"\\(\1\\)", "\n".join(lines))
+
+
+def show(chapter: str, root: Optional[Union[str, Path]] = None):
+    """:func:`html` as a displayable object for a chapter's cell. Where the book's sources
+    are not at hand (a notebook opened alone, e.g. in Colab), one sentence says where the
+    table is instead of raising.
+
+    Raises
+    ------
+    ValueError
+        If ``chapter`` is not of the form ``"ch05"``.
+    """
+    from IPython.display import HTML
+
+    try:
+        return HTML(html(chapter, root))
+    except FileNotFoundError:
+        return HTML(
+            f"<p>The table of this chapter is stored with the book's sources "
+            f"(<code>book/reference/{chapter}.yaml</code>) and shown on the book's website.</p>"
+        )
