@@ -41,6 +41,7 @@ from . import activations as _acts
 from . import meanfield as mf
 from . import runtime
 from .gaussian import expect
+from . import plotting
 from .plotting import PALETTE
 
 __all__ = ["ACTIVATIONS", "Q_CAP", "MeanFieldPoint", "mean_field_point", "map_figure", "phase_figure",
@@ -133,11 +134,28 @@ def _fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def _new_figure(ncols: int, width: float = 4.4, height: float = 3.5) -> Tuple[Figure, Sequence[Any]]:
+def _new_figure(ncols: int, width: float = plotting.PANEL_WIDTH, height: float = 4.3) -> Tuple[Figure, Sequence[Any]]:
     runtime.enable_inline_figures()  # so that a notebook shows a returned figure
-    fig = Figure(figsize=(width * ncols, height), layout="constrained", dpi=100)
+    fig = Figure(figsize=(width * ncols, height), layout="constrained", dpi=plotting.DPI)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, axes
+
+
+def _book_style(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Draw in the book's style (:func:`sigprop.plotting.use_style`) without changing the
+    caller's matplotlib settings: the style holds inside an ``rc_context`` only, and the
+    figure is laid out once inside it, so that its ticks and labels keep the style when it
+    is shown or saved later."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> Figure:
+        with matplotlib.rc_context():
+            plotting.use_style()
+            fig = draw(*args, **kwargs)
+            fig.draw_without_rendering()
+        return fig
+
+    return wrapper
 
 
 _CURVE_CACHE: Dict[Tuple[str, float, float], Tuple[np.ndarray, np.ndarray]] = {}
@@ -160,6 +178,7 @@ def _c_map_curve(activation: str, point: MeanFieldPoint, nodes: int = 33) -> Tup
     return _CURVE_CACHE[key]
 
 
+@_book_style
 def map_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3) -> Figure:
     r"""The length map and the correlation map side by side, with their fixed points.
 
@@ -199,7 +218,6 @@ def map_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 
     axq.set_ylim(0, max(q_hi, float(np.nanmax(v)) * 1.02))
     axq.set_xlabel("$q^l$")
     axq.set_ylabel("$q^{l+1}$")
-    axq.legend(loc="upper left", fontsize="small")
 
     axc.plot([-1, 1], [-1, 1], color="0.4", lw=1, ls="--", label="diagonal")
     if math.isfinite(q_star):
@@ -217,7 +235,7 @@ def map_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 
     axc.set_ylim(-1, 1.02)
     axc.set_xlabel("$c^l$")
     axc.set_ylabel("$c^{l+1}$")
-    axc.legend(loc="upper left", fontsize="small")
+    plotting.legend_below(fig, [axq, axc], ncol=4)
     fig.suptitle(fr"{activation}: $\sigma_w$ = {sigma_w:.2f}, $\sigma_b$ = {sigma_b:.2f} ({point.phase})")
     return fig
 
@@ -276,6 +294,7 @@ def _correlation_trajectory(activation: str, point: MeanFieldPoint, depth: int,
     return np.stack(traj)
 
 
+@_book_style
 def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3, *,
                  sigma_w_range: Tuple[float, float] = _SIGMA_W_RANGE,
                  sigma_b_range: Tuple[float, float] = _SIGMA_B_RANGE,
@@ -323,7 +342,6 @@ def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float 
     ax.set_ylim(sb[0], sb[-1])
     ax.set_xlabel(r"$\sigma_w$")
     ax.set_ylabel(r"$\sigma_b$")
-    ax.legend(loc="upper left", fontsize="small", framealpha=0.9, frameon=True)
     ax.set_title(fr"$\chi_1$ = {_fmt(point.chi_1)} ({point.phase})")
 
     traj = _correlation_trajectory(activation, point, depth)
@@ -338,11 +356,11 @@ def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float 
         if math.isfinite(point.xi_c) and 6 * point.xi_c < depth:
             axc.axvline(6 * point.xi_c, color="0.3", lw=1, ls=":", label=r"$6\,\xi_c$")
         axc.set_xlim(0, depth)
-        axc.legend(loc="lower right", fontsize="small")
     axc.set_ylim(min(-0.05, float(np.nanmin(traj)) - 0.05) if traj is not None else -0.05, 1.05)
     axc.set_xlabel("layer $l$")
     axc.set_ylabel("$c^l$")
     axc.set_title(fr"correlations: $\xi_c$ = {_fmt(point.xi_c)} layers")
+    plotting.legend_below(fig, [ax, axc], ncol=4)
     fig.suptitle(fr"{activation}: $\sigma_w$ = {sigma_w:.2f}, $\sigma_b$ = {sigma_b:.2f}")
     return fig
 
