@@ -304,9 +304,10 @@ def _visit(browser, server, page: str, width: int, fresh: bool = False):
 
 
 def _alt_is_missing(alt: str) -> bool:
+    """No alt text, or a file name/path instead of a description (Sphinx's default alt)."""
     alt = alt.strip()
-    return (not alt or bool(re.search(r"\.(png|jpe?g|svg|gif|webp)$", alt, re.I)) or "/" in alt
-            or "\\" in alt or alt.startswith("_images"))
+    return (not alt or bool(re.search(r"\.(png|jpe?g|svg|gif|webp)$", alt, re.I))
+            or bool(re.fullmatch(r"\S*[/\\]\S*", alt)) or alt.startswith(("_images", "../")))
 
 
 def page_weight(sizes) -> int:
