@@ -135,7 +135,7 @@ if (!document.querySelector('script[src*="mathjax" i], script[src*="tex-chtml"],
   const mj = window.MathJax;
   if (mj && mj.startup && mj.startup.promise) {
     mj.startup.promise.then(() => done('typeset'), (e) => done('error: ' + e));
-  } else if (Date.now() - start > 20000) {
+  } else if (Date.now() - start > 45000) {  // generous: a busy 2-core machine
     done('no MathJax');
   } else {
     setTimeout(poll, 50);
