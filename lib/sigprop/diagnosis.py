@@ -192,11 +192,14 @@ class Report:
         :class:`matplotlib.figure.Figure` (built without pyplot unless ``fig`` is given)."""
         import numpy as np
         from matplotlib.figure import Figure
-        from matplotlib.lines import Line2D
+
+        from . import plotting
 
         runtime.enable_inline_figures()  # so that a notebook shows the returned figure
         if fig is None:
-            fig = Figure(figsize=(10, 6.4), layout="constrained")
+            # two panels a row at the book's panel size, and room for the rotated layer names
+            fig = Figure(figsize=(2 * plotting.PANEL_WIDTH, 2 * plotting.PANEL_HEIGHT + 0.6),
+                         layout="constrained")
         axes = fig.subplots(2, 2, sharex=True)
         x = np.arange(len(self.rows))
         get = lambda key: np.array([getattr(r, key) for r in self.rows], dtype=float)  # noqa: E731
@@ -204,13 +207,14 @@ class Report:
         colors = {"conv": "C0", "linear": "C9", "attention": "C2", "norm": "C1", "embedding": "C4"}
         col = [colors.get(k, "C5") for k in kinds]
         ax = axes[0, 0]
-        ax.plot(x, get("var"), "-", color="0.6", lw=1)
-        ax.scatter(x, get("var"), c=col, s=22, zorder=3, label="forward: Var $h^l$")
+        # the dots' colours give the layer kind: the legend shows the series in grey
+        ax.plot(x, get("var"), "-", color="0.6", lw=1, label=r"forward: $\mathrm{Var}\,h^l$")
+        ax.scatter(x, get("var"), c=col, s=22, zorder=3)
         if np.isfinite(get("grad_var")).any():
-            ax.plot(x, get("grad_var"), "--", color="C3", lw=1.2, marker="v", ms=4, label=r"backward: Var $\partial L/\partial h^l$")
+            ax.plot(x, get("grad_var"), "--", color="C3", lw=1.2, marker="v", ms=4,
+                    label=r"backward: $\mathrm{Var}\,\partial L/\partial h^l$")
         ax.set_yscale("log")
         ax.set_title("variances")
-        ax.legend(fontsize="small")
         ax = axes[0, 1]
         n = get("n")
         band = 2 * np.sqrt(24 / np.maximum(n, 1))
@@ -218,13 +222,12 @@ class Report:
         ax.scatter(x, get("kurtosis"), c=col, s=22, zorder=3)
         ax.axhline(0, color="0.4", lw=0.8)
         ax.set_title("excess kurtosis (standardized)")
-        ax.legend(fontsize="small")
         ax = axes[1, 0]
-        ax.scatter(x, get("ks"), c=col, s=22, zorder=3, label="KS distance to N(0,1)")
-        ax.plot(x, get("ks_critical"), color="C3", lw=1.2, label=f"critical value, alpha = {self.alpha}")
+        ax.scatter(x, get("ks"), c=col, s=22, zorder=3)
+        ax.set_ylabel(r"KS distance to $\mathcal{N}(0, 1)$")
+        ax.plot(x, get("ks_critical"), color="C3", lw=1.2, label=rf"critical value, $\alpha = {self.alpha}$")
         ax.set_yscale("log")
         ax.set_title("Gaussianity")
-        ax.legend(fontsize="small")
         ax = axes[1, 1]
         ax.plot(x, get("corr"), "-", color="0.6", lw=1)
         ax.scatter(x, get("corr"), c=col, s=22, zorder=3)
@@ -234,10 +237,11 @@ class Report:
         for ax in axes[1]:
             ax.set_xlabel("layer (in order of execution)")
             ax.set_xticks(ticks, [self.rows[i].layer for i in ticks], rotation=60, ha="right", fontsize="x-small")
-        handles = [Line2D([], [], ls="none", marker="o", color=c, label=k)
-                   for k, c in colors.items() if k in kinds]
-        if handles:
-            fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize="small")
+        # the layer kinds (marker colours) join the series in one legend below the panels
+        for k, c in colors.items():
+            if k in kinds:
+                axes[0, 0].plot([], [], ls="none", marker="o", color=c, label=f"layer: {k}")
+        plotting.legend_below(fig, axes, ncol=3)
         return fig
 
 

@@ -144,15 +144,18 @@ def _new_figure(ncols: int, width: float = plotting.PANEL_WIDTH, height: float =
 def _book_style(draw: Callable[..., Figure]) -> Callable[..., Figure]:
     """Draw in the book's style (:func:`sigprop.plotting.use_style`) without changing the
     caller's matplotlib settings: the style holds inside an ``rc_context`` only, and the
-    figure is laid out once inside it, so that its ticks and labels keep the style when it
-    is shown or saved later."""
+    ticks (which matplotlib creates lazily, from the settings of the moment) are created
+    inside it, so that the figure keeps the style when it is shown or saved later."""
 
     @functools.wraps(draw)
     def wrapper(*args, **kwargs) -> Figure:
         with matplotlib.rc_context():
             plotting.use_style()
             fig = draw(*args, **kwargs)
-            fig.draw_without_rendering()
+            for ax in fig.axes:
+                for axis in (ax.xaxis, ax.yaxis):
+                    axis.get_major_ticks()
+                    axis.get_minor_ticks()
         return fig
 
     return wrapper
