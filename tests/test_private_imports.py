@@ -19,7 +19,6 @@ KNOWN = {
     "spectra.py: from .ensemble.mlp import _Layers",           # issue 18 items 1-2: one public layer sampler
     "spectra.py: _res._prepare",                              # issue 18 item 2
     "spectra.py: _res._walk",                                 # issue 18 item 2
-    "trainability.py: _init._check_dtype",                    # trainability.py: use sigprop._checks.check_dtype
 }
 
 

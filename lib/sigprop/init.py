@@ -102,7 +102,6 @@ def _check_scale(value: Gain, name: str) -> Gain:
     return float(value)
 
 
-_check_dtype = check_dtype  # kept for trainability.py; other modules use sigprop._checks
 
 
 def _resolve_device(device, generator: Optional[torch.Generator]) -> torch.device:
@@ -138,7 +137,7 @@ def _apply_gain(w: Tensor, gain: Gain, shape: tuple[int, ...]) -> Tensor:
 def _prepare(shape, gain, dtype, name="gain"):
     dims = _check_shape(shape)
     gain = _check_scale(gain, name)
-    _check_dtype(dtype)
+    check_dtype(dtype)
     return dims, gain
 
 

@@ -58,6 +58,7 @@ from . import activations as _acts
 from . import init as _init
 from . import data as _data
 from . import runtime
+from ._checks import check_dtype
 
 Tensor = torch.Tensor
 Params = List[Tuple[Tensor, Tensor]]
@@ -156,7 +157,7 @@ def init_parameters(
     n_nets = _pos_int(n_nets, "n_nets")
     if sw.numel() not in (1, n_nets):
         raise ValueError(f"sigma_w must have one value or n_nets = {n_nets} values; got {sw.numel()}")
-    _init._check_dtype(dtype)
+    check_dtype(dtype)
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
     gain = sw.expand(n_nets).to(device=dev, dtype=dtype)
     sizes = [n_in] + [width] * depth + [n_out]
