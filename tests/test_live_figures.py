@@ -141,3 +141,21 @@ def test_vendored_javascript_is_there_with_its_licences():
         assert (lf.JS_DIR / f"LICENSE.{pkg}.txt").exists(), pkg
     assert f'version="{lf.JS_VERSIONS["vega"]}"' in (lf.JS_DIR / "vega.min.js").read_text(encoding="utf8")
     assert sum((lf.JS_DIR / f).stat().st_size for f in lf.JS_FILES) < 900_000
+
+
+def test_data_is_cached_across_builds_until_sigprop_changes(small, monkeypatch, tmp_path):
+    monkeypatch.setattr(lf, "CACHE_DIR", tmp_path)
+    first = lf.figure_data("weibull")
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir()] == ["weibull"]
+    lf.figure_data.cache_clear()
+
+    def recompute():
+        raise AssertionError("recomputed although nothing changed")
+
+    monkeypatch.setitem(lf.FIGURES, "weibull", lf.FIGURES["weibull"].__class__(
+        recompute, lf.weibull_spec, "", ""))
+    assert lf.figure_data("weibull") == first
+    lf.figure_data.cache_clear()
+    monkeypatch.setattr(lf, "_source_key", lambda: "changed")
+    with pytest.raises(AssertionError, match="recomputed"):
+        lf.figure_data("weibull")

@@ -431,12 +431,42 @@ FIGURES: Dict[str, LiveFigure] = {
 }
 
 
+#: Where the Sphinx extension keeps computed data between builds (_build/live-figures), keyed
+#: by a hash of this file, every source file of sigprop and torch's version; None: no cache.
+CACHE_DIR: Optional[Path] = None
+
+
+def _source_key() -> str:
+    import hashlib
+
+    import sigprop
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for path in sorted(Path(sigprop.__file__).parent.rglob("*.py")):
+        h.update(path.as_posix().encode() + path.read_bytes())
+    h.update(_torch().__version__.encode())
+    return h.hexdigest()[:16]
+
+
 @functools.lru_cache(maxsize=None)
 def figure_data(name: str) -> Dict:
-    """The data of one live figure, computed with sigprop (cached for the build)."""
+    """The data of one live figure, computed with sigprop (cached for the build, and across
+    builds in CACHE_DIR while neither sigprop nor this file changes)."""
     if name not in FIGURES:
         raise ValueError(f"unknown live figure {name!r}; known: {', '.join(FIGURES)}")
-    return FIGURES[name].data()
+    if CACHE_DIR is None:
+        return FIGURES[name].data()
+    path = CACHE_DIR / f"{name}-{_source_key()}.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf8"))
+    data = FIGURES[name].data()
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    for old in CACHE_DIR.glob(f"{name}-*.json"):
+        old.unlink()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, allow_nan=False), encoding="utf8")
+    tmp.replace(path)
+    return data
 
 
 @functools.lru_cache(maxsize=None)
@@ -504,8 +534,10 @@ def _directive():
 
 
 def _add_static_path(app, config):
+    global CACHE_DIR
     if str(JS_DIR) not in config.html_static_path:
         config.html_static_path.append(str(JS_DIR))
+    CACHE_DIR = Path(app.doctreedir).parent / "live-figures"
 
 
 def _page_scripts(app, pagename, templatename, context, doctree):
