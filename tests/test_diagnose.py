@@ -181,7 +181,8 @@ def test_report_renders_as_text_html_dict_and_figure():
     report = diagnose(_transformer(), torch.randn(8, 5, 32))
     text = str(report)
     assert text.splitlines()[0].split()[:3] == ["layer", "kind", "shape"] and "linear1" in text
-    assert report._repr_html_().startswith("<table") and "linear2" in report._repr_html_()
+    html_text = report._repr_html_()
+    assert "<table" in html_text and "white-space:nowrap" in html_text and "linear2" in html_text
     d = json.loads(json.dumps(report.to_dict()))
     assert [r["layer"] for r in d["rows"]] == [r.layer for r in report.rows]
     assert set(d["rows"][0]) >= {"var", "kurtosis", "ks", "ks_critical", "corr", "grad_var", "gaussian", "shape"}

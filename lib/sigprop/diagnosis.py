@@ -177,12 +177,14 @@ class Report:
         body = []
         for r, c in zip(self.rows, self._cells()):
             style = "" if r.gaussian or math.isnan(r.ks) else ' style="background-color:#fde0dd"'
-            tds = "".join(f'<td style="text-align:{"left" if i < 3 else "right"}">{html.escape(v)}</td>'
-                          for i, v in enumerate(c))
+            tds = "".join(f'<td style="text-align:{"left" if i < 3 else "right"};white-space:nowrap">'
+                          f"{html.escape(v)}</td>" for i, v in enumerate(c))
             body.append(f"<tr{style}>{tds}</tr>")
         notes = "".join(f"<br>note: {html.escape(n)}" for n in self.notes)
-        return (f'<table class="sigprop-diagnosis"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
-                f"</table><p><small>{self.inputs} inputs; loss: {html.escape(self.loss)}; shaded rows: the KS "
+        # nowrap cells in a horizontally scrolling box: numbers never break across lines
+        return (f'<div style="overflow-x:auto"><table class="sigprop-diagnosis" style="font-size:0.85em">'
+                f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+                f"</table></div><p><small>{self.inputs} inputs; loss: {html.escape(self.loss)}; shaded rows: the KS "
                 f"test rejects the normal at alpha = {self.alpha}.{notes}</small></p>")
 
     def plot(self, fig=None):
