@@ -37,4 +37,5 @@ def test_progress_in_a_kernel_stores_one_line(tmp_path):
     bars = [o for o in outputs if o.output_type == "display_data"]
     assert len(bars) == 1 and bars[0].data["text/plain"].startswith("networks: 100%|")
     assert "\n" not in bars[0].data["text/plain"]
+    assert bars[0].data["text/plain"].endswith("| 12/12"), "the stored line keeps no timings"
     assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"]

@@ -203,9 +203,29 @@ def progress(iterable=None, desc: Optional[str] = None, total: Optional[int] = N
         kwargs.setdefault("mininterval", 0.5)
         kwargs.setdefault("ncols", 80)
         kwargs.setdefault("ascii", True)
-    else:
-        kwargs.setdefault("disable", None)
+        return _KernelBar(iterable, desc=desc, total=total, **kwargs)
+    kwargs.setdefault("disable", None)
     return tqdm(iterable, desc=desc, total=total, **kwargs)
+
+
+def _kernel_bar_class():
+    from tqdm.std import tqdm
+
+    class KernelBar(tqdm):
+        """Redrawn without its timings when it closes: the line a notebook stores (and the website
+        shows) is the same in every run, e.g. ``networks: 100%|##########| 64/64``."""
+
+        def close(self):
+            if not self.disable and self.leave:
+                self.bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt}"
+                self.refresh()
+            super().close()
+
+    return KernelBar
+
+
+def _KernelBar(*args, **kwargs):
+    return _kernel_bar_class()(*args, **kwargs)
 
 
 def enable_inline_figures() -> None:
