@@ -165,7 +165,8 @@ class Report:
         for r, c in zip(self.rows, cells):
             line = "  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(c, widths)))
             lines.append(line + ("" if r.gaussian or math.isnan(r.ks) else "  *"))
-        lines.append(f"{self.inputs} inputs; loss: {self.loss}; * = KS rejects the normal at alpha = {self.alpha}")
+        lines.append(f"{self.inputs} inputs; gradients of: {self.loss}; * marks a layer whose pre-activations "
+                     f"a Kolmogorov-Smirnov test at level {self.alpha} rejects as Gaussian")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -464,7 +465,7 @@ def diagnose(model: nn.Module, inputs: Union[Tensor, Sequence[Any], Dict[str, An
         raise ValueError("nothing to hook: the model has no layer of the types in layers "
                          f"(default: {sorted({k for _, k in DEFAULT_LAYERS})})")
     notes: List[str] = []
-    loss_name = "none (gradients=False)"
+    loss_name = "nothing (backward pass not run)"
     saved = _ModelState(model)
     try:
         with torch.enable_grad():
