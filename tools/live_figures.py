@@ -9,9 +9,14 @@ A Sphinx extension (``sphinx.local_extensions`` in _config.yml) with one directi
 
 At build time the directive computes the figure's data with ``sigprop`` at *every* slider
 position (nothing is interpolated: the browser only selects, it never computes a plotted
-value), writes it with a Vega-Lite specification (made with Altair) into the page, and the
-page's JavaScript (Vega, Vega-Lite and vega-embed, vendored in tools/live_figures_js and
-served with the site, never from a CDN) draws it and binds the sliders. The figure is a
+value) and writes it with a Vega-Lite specification (made with Altair) into a file of its own,
+``_static/live-figures/<name>-<hash>.json`` (``figure_file``; the data as columns, keys once),
+never inline in the page. The page holds a placeholder of the figure's size and the small
+loader live-figures.js; when the figure comes within half a screen of the viewport
+(IntersectionObserver; a "Load figure" button where that is missing) the loader fetches Vega,
+Vega-Lite and vega-embed (vendored in tools/live_figures_js and served with the site, never
+from a CDN) and the figure's file, draws it and binds the sliders: a first visit to a page
+loads none of it unless a figure is near the first screen. The figure is a
 numbered, captioned figure like the book's others; ``{numref}`` reaches it by its name.
 
 Figures (``FIGURES``): ``length-map``, ``correlation-map``, ``phase-diagram``,
@@ -26,15 +31,19 @@ import functools
 import html
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 JS_DIR = Path(__file__).resolve().with_name("live_figures_js")
 #: Served with the site from _static, in this order (vega-embed needs the other two).
 JS_FILES = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js", "live-figures.js")
+#: The one script a page with a live figure loads; it loads the other three (JS_FILES order)
+#: when a figure comes near the viewport.
+JS_LOADER = "live-figures.js"
 #: The vendored JavaScript (npm packages, BSD-3-Clause; see tools/live_figures_js/README.md).
 JS_VERSIONS = {"vega": "6.4.0", "vega-lite": "6.4.3", "vega-embed": "7.3.0"}
 DIGITS = 7
@@ -482,15 +491,52 @@ def figure_spec(name: str) -> str:
     return json.dumps(spec, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def figure_html(name: str, uid: str, alt: str) -> str:
+def _columnar(rows: List[Dict]) -> Dict:
+    """Rows of objects as one list of keys and one list of values per row: the keys are not
+    repeated (live-figures.js rebuilds the objects)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return {"keys": keys, "rows": [[row.get(k) for k in keys] for row in rows]}
+
+
+@functools.lru_cache(maxsize=None)
+def figure_file(name: str) -> Tuple[str, bytes]:
+    """The file that carries one live figure's specification and data (served from
+    _static/live-figures and fetched by the page when the figure comes near the viewport):
+    its name (with a hash of its content, so a browser never keeps a stale one) and bytes.
+    ``{"spec": <Vega-Lite without its data>, "data": {"groups": {"keys": [...], "rows": [...]}}}``."""
+    import hashlib
+
     spec = json.loads(figure_spec(name))
-    spec["description"] = alt
-    payload = json.dumps(spec, separators=(",", ":"), ensure_ascii=False, allow_nan=False).replace("</", "<\\/")
-    # the text alternative travels in the specification's "description" (Vega's ARIA label of
-    # the chart); the sliders under it stay reachable
+    datasets = spec.pop("datasets")
+    spec["description"] = FIGURES[name].alt
+    payload = {"spec": spec, "data": {k: _columnar(v) for k, v in datasets.items()}}
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf8")
+    return f"{name}-{hashlib.sha256(body).hexdigest()[:10]}.json", body
+
+
+def figure_rows(payload: Dict, dataset: str = "groups") -> List[Dict]:
+    """The rows of a figure file's dataset as objects again (what live-figures.js does)."""
+    cols = payload["data"][dataset]
+    return [dict(zip(cols["keys"], row)) for row in cols["rows"]]
+
+
+#: Where the figure files go, under the site's _static
+STATIC_SUBDIR = "live-figures"
+#: The placeholder's height (px) before the figure is drawn, about the drawn figure's, so that
+#: the page does not jump when it appears
+HEIGHTS = {"length-map": 400, "correlation-map": 400, "phase-diagram": 430, "resnet-spectrum": 360,
+           "weibull": 560}
+
+
+def figure_html(name: str, uid: str, alt: str) -> str:
+    """The figure's place on the page: a placeholder of its size that live-figures.js fills
+    (Vega and the figure's file are fetched only when it comes near the viewport)."""
+    filename, _ = figure_file(name)
     return (f'<div class="sigprop-live" id="live-{uid}" data-live="{html.escape(name)}" '
-            'style="width:100%;max-width:640px;min-height:320px"></div>\n'
-            f'<script type="application/json" id="live-{uid}-spec">{payload}</script>\n'
+            f'data-src="{STATIC_SUBDIR}/{html.escape(filename)}" '
+            f'style="width:100%;max-width:640px;min-height:{HEIGHTS.get(name, 400)}px">'
+            f'<p class="sigprop-live-placeholder">Live figure, drawn as it comes into view: {html.escape(alt)}</p>'
+            '</div>\n'
             '<noscript>This figure moves with JavaScript, which is switched off.</noscript>\n')
 
 
@@ -517,6 +563,7 @@ def _directive():
             stem = self.env.docname.rsplit("/", 1)[-1].split("_")[0]
             uid = f"{name}-{self.env.new_serialno('sigprop-live-figure')}"
             figure = nodes.figure(classes=["sigprop-live-figure"])
+            figure["live_name"] = name
             figure += nodes.raw("", figure_html(name, uid, fig.alt), format="html")
             text = list(self.content) if self.content else fig.caption.splitlines()
             parsed = nodes.Element()
@@ -545,11 +592,23 @@ def _page_scripts(app, pagename, templatename, context, doctree):
         return
     from docutils import nodes
 
-    if doctree.next_node(lambda n: isinstance(n, nodes.figure) and "sigprop-live-figure" in n["classes"]) is None:
+    names = {n.get("live_name") for n in doctree.findall(nodes.figure) if "sigprop-live-figure" in n["classes"]}
+    if not names:
         return
-    # deferred, so that the page shows before the 830 kB of JavaScript has run; in this order
-    for k, filename in enumerate(JS_FILES):
-        app.add_js_file(filename, priority=600 + k, defer="defer")
+    # each figure's file beside the page's scripts (written once a build; the same file serves
+    # a figure on every page that has it)
+    folder = Path(app.outdir) / "_static" / STATIC_SUBDIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in sorted(n for n in names if n):
+        filename, body = figure_file(name)
+        path = folder / filename
+        if not path.exists() or path.read_bytes() != body:
+            tmp = path.with_name(f"{filename}.{os.getpid()}.tmp")
+            tmp.write_bytes(body)
+            tmp.replace(path)
+    # only the small loader, deferred: it fetches Vega (830 kB) and a figure's file when the
+    # figure comes within a screen of the viewport, so a first visit does not load them
+    app.add_js_file(JS_LOADER, priority=600, defer="defer")
 
 
 def setup(app):
