@@ -69,6 +69,7 @@ COLAB_VERSIONS = {
     "ipython": "7.34.0",
     "ipywidgets": "7.7.1",
     "tqdm": "4.67.3",
+    "pyyaml": "6.0.2",
     "pip": "24.1.2",
     "setuptools": "75.2.0",
 }
