@@ -156,3 +156,17 @@ def test_reference_format_and_argument_checks(tmp_path):
         reference.find("ch05", root=tmp_path)
     # a notebook opened without the book's sources shows a sentence, not a traceback
     assert "book/reference/ch05.yaml" in reference.show("ch05", root=tmp_path).data
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_chapter_renders_its_table_just_before_its_summary(chapter):
+    (md,) = (REPO_ROOT / "book").glob(f"{chapter}_*.md")
+    text = md.read_text(encoding="utf8")
+    start = text.find("\n## The paper beside the book\n")
+    end = text.find("\n## Summary\n")
+    assert 0 <= start < end, f"{md.name}: no section 'The paper beside the book' before the summary"
+    section = text[start:end]
+    assert "\n## " not in section[1:], f"{md.name}: another section between the table and the summary"
+    assert f'reference.show("{chapter}")' in section and ":tags: [hide-input]" in section, (
+        f"{md.name}: the section renders its table with reference.show({chapter!r}) in a "
+        "hide-input cell")
