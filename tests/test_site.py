@@ -778,3 +778,22 @@ def test_live_figures_load_as_the_reader_reaches_them(browser, server, site):
     finally:
         browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
     assert not problems, "\n".join(problems)
+
+
+def test_live_figure_loads_on_request_without_intersection_observer(browser, server, site):
+    """A browser without IntersectionObserver shows a "Load figure" button in the placeholder;
+    nothing heavy loads until it is pressed, and then the figure is drawn."""
+    page = _live_pages(site)[0].relative_to(site).as_posix()
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                     {"source": "delete window.IntersectionObserver;"})
+    try:
+        browser.get(urljoin(server, page))
+        first = browser.execute_async_script(_LIVE_LOADED)
+        assert "vega.min.js" not in first["names"] and not first["ready"], f"{page}: {first['names']}"
+        button = browser.find_element("css selector", "div.sigprop-live button.sigprop-live-load")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+        button.click()
+        after = browser.execute_async_script(_LIVE_LOADED)
+        assert len(after["ready"]) == 1, f"{page}: pressing 'Load figure' drew {after['ready']}"
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})

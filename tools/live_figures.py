@@ -535,7 +535,9 @@ def figure_html(name: str, uid: str, alt: str) -> str:
     return (f'<div class="sigprop-live" id="live-{uid}" data-live="{html.escape(name)}" '
             f'data-src="{STATIC_SUBDIR}/{html.escape(filename)}" '
             f'style="width:100%;max-width:640px;min-height:{HEIGHTS.get(name, 400)}px">'
-            f'<p class="sigprop-live-placeholder">Live figure, drawn as it comes into view: {html.escape(alt)}</p>'
+            '<p class="sigprop-live-placeholder" style="box-sizing:border-box;margin:0;padding:1em;'
+            f'min-height:{HEIGHTS.get(name, 400)}px;border:1px dashed #999;border-radius:4px;color:#555">'
+            f'Live figure, drawn as it comes into view: {html.escape(alt)}</p>'
             '</div>\n'
             '<noscript>This figure moves with JavaScript, which is switched off.</noscript>\n')
 

@@ -86,8 +86,12 @@
     b.type = "button";
     b.className = "sigprop-live-load";
     b.textContent = "Load figure";
+    b.style.display = "block";
+    b.style.margin = "1em auto";
     b.addEventListener("click", function () { draw(el); });
-    el.appendChild(b);
+    var p = el.querySelector(".sigprop-live-placeholder") || el;
+    p.textContent = p.textContent.replace("drawn as it comes into view", "drawn on request");
+    p.appendChild(b);
   }
 
   function init() {
