@@ -3,6 +3,8 @@
     python tools/reference.py --scale medium ch05            # execute, measure, store
     python tools/reference.py --scale small ch01 ch02 ...
     python tools/reference.py --scale small --from-dump ch05  # re-measure a stored run
+    python tools/reference.py --workers 4 ch01 ch02 ch04 ch05 ch06  # on a Dask LocalCluster
+    python tools/reference.py --scheduler tcp://host:8786 ch02      # on a running Dask cluster
 
 For each chapter named, a temporary copy of ``book/<chapter>*.md`` is converted to a
 notebook and executed top to bottom (its own folder as working directory, as on the
@@ -175,14 +177,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-dump", action="store_true",
                         help="measure a stored run instead of executing the chapter again")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="execute the chapters at once on a Dask LocalCluster of this many "
+                             "worker processes (default 0: one after another, here)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a running Dask scheduler (e.g. on a Slurm cluster, "
+                             "dask-jobqueue) to execute the chapters on")
     args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error(f"--workers must be >= 0; got {args.workers}")
+    if not args.from_dump and (args.workers or args.scheduler):
+        _execute_on_dask(args)
     for chapter in args.chapters:
         dump = DUMPS / f"{chapter}-{args.scale}.pkl"
-        if not args.from_dump:
+        if not args.from_dump and not (args.workers or args.scheduler):
             dump = execute(chapter, args.scale, args.timeout)
         for line in measure(chapter, args.scale, dump):
             print(line, flush=True)
     return 0
+
+
+def _execute_remote(chapter: str, scale: str, timeout: int, root: str) -> tuple:
+    """One chapter's run as a task: execute it where the task runs and send back its variables
+    (the pickle) and its time, so that the worker's disk does not have to be this machine's."""
+    sys.path.insert(0, str(Path(root) / "tools"))
+    import reference as _ref
+
+    dump = _ref.execute(chapter, scale, timeout)
+    seconds = (_ref.DUMPS / f"{chapter}-{scale}.seconds").read_text()
+    return dump.read_bytes(), seconds
+
+
+def _execute_on_dask(args) -> None:
+    """Execute the chapters as tasks of a Dask cluster (sigprop.sweep): in parallel, a lost
+    worker's chapter re-run by Dask, each result stored here as it arrives."""
+    from distributed import Client, LocalCluster
+
+    from sigprop import sweep
+
+    tasks = {(c, args.scale): dict(chapter=c, scale=args.scale, timeout=args.timeout, root=str(ROOT))
+             for c in args.chapters}
+    cluster = None
+    if args.scheduler:
+        client = Client(args.scheduler)
+    else:
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        done = sweep.run(_execute_remote, tasks, executor=client.get_executor(retries=1),
+                         desc="reference runs")
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    DUMPS.mkdir(parents=True, exist_ok=True)
+    for (chapter, scale), (blob, seconds) in done.items():
+        (DUMPS / f"{chapter}-{scale}.pkl").write_bytes(blob)
+        (DUMPS / f"{chapter}-{scale}.seconds").write_text(seconds)
 
 
 if __name__ == "__main__":
