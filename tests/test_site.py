@@ -176,6 +176,11 @@ def test_page_loads_typesets_its_equations_and_shows_its_figures(page, browser, 
     browser.get_log("browser")  # drop what earlier pages logged
     browser.get(urljoin(server, f"{page}.html"))
     status = browser.execute_async_script(_WAIT_FOR_MATHJAX)
+    if status != "typeset":
+        # once seen on a busy CI machine (1 run in 3, not reproducible on the same build):
+        # MathJax had not started on the first page load; one reload tells a flake from a fault
+        browser.get(urljoin(server, f"{page}.html"))
+        status = browser.execute_async_script(_WAIT_FOR_MATHJAX)
     facts = browser.execute_script(_PAGE_FACTS, COLAB)
     errors = _severe(browser.get_log("browser"))
     assert not errors, f"{page}.html logs console errors:\n" + "\n".join(e["message"][:300] for e in errors)
