@@ -80,8 +80,9 @@ test: export SIGPROP_SCALE ?= small
 # One BLAS/OpenMP thread per process: on a 2-core machine two threads per kernel thrash
 # when pytest, the notebook kernels and Sphinx run side by side (measured 8-10x slower).
 test: export OMP_NUM_THREADS ?= 1
+# --durations lists the 15 slowest tests at the end, so that a slower suite is seen where it grew.
 test: $(STAMP) browser sandbox
-	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS) $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(NOTEBOOKS) $(NBVAL_FLAGS) --durations=15 $(PYTEST_ARGS)
 
 # tests/test_site.py opens the built website in Debian's chromium through chromedriver. When
 # they are missing and this runs as root with apt-get, install them; otherwise say so (the
