@@ -9,6 +9,7 @@ import torch
 from scipy import integrate, optimize
 
 from sigprop import activations
+from sigprop import _meanfield_solvers as solvers
 from sigprop import meanfield as mf
 
 NP_ACTS = {
@@ -245,9 +246,9 @@ def test_moment_table_matches_exact_quadrature(name):
     """The shared spline table behind large grids reproduces the exact Gaussian moments
     between its knots (E phi^2 to 1e-10, its slope and E phi'^2 to the quadrature's ~1e-9)."""
     a = activations.get(name)
-    table = mf._MomentTable(a, 1e-3, 200.0, None)
+    table = solvers._MomentTable(a, 1e-3, 200.0, None)
     q = torch.exp(torch.linspace(math.log(1.01e-3), math.log(199.0), 997, dtype=torch.float64))
-    exact = mf._moments_q(a, q)
+    exact = solvers._moments_q(a, q)
     tol = (1e-10, 3e-9, 3e-9)
     for got, want, t in zip(table(q), exact, tol):
         assert torch.allclose(got, want, rtol=t, atol=0)
@@ -255,7 +256,7 @@ def test_moment_table_matches_exact_quadrature(name):
     assert torch.equal(e2, table(q)[0]) and torch.equal(slope, table(q)[1])
     # outside the table: exact quadrature, not extrapolation
     far = torch.tensor([1e-5, 1e3], dtype=torch.float64)
-    for got, want in zip(table(far), mf._moments_q(a, far)):
+    for got, want in zip(table(far), solvers._moments_q(a, far)):
         assert torch.allclose(got, want, rtol=1e-13)
 
 
@@ -266,14 +267,14 @@ def test_grid_newton_stays_inside_the_table_and_matches_the_exact_path(monkeypat
     sw = torch.linspace(0.5, 4.0, 40, dtype=torch.float64)
     sb = torch.linspace(0.05, 4.0, 40, dtype=torch.float64)
     SW, SB = torch.meshgrid(sw, sb, indexing="ij")
-    table = mf._MomentTable(activations.get("tanh"), 1e-3, 200.0, None)
+    table = solvers._MomentTable(activations.get("tanh"), 1e-3, 200.0, None)
     calls = []
-    real = mf._moments_q
-    monkeypatch.setattr(mf, "_moments_q", lambda a, q: calls.append(q.numel()) or real(a, q))
-    q_grid = mf._newton_q_star(activations.get("tanh"), SW, SB, torch.ones_like(SW), 1e-13, table.length_moments)
+    real = solvers._moments_q
+    monkeypatch.setattr(solvers, "_moments_q", lambda a, q: calls.append(q.numel()) or real(a, q))
+    q_grid = solvers._newton_q_star(activations.get("tanh"), SW, SB, torch.ones_like(SW), 1e-13, table.length_moments)
     assert calls == []
-    monkeypatch.setattr(mf, "_moments_q", real)
-    q_exact = mf._newton_q_star(
+    monkeypatch.setattr(solvers, "_moments_q", real)
+    q_exact = solvers._newton_q_star(
         activations.get("tanh"), SW, SB, torch.ones_like(SW), 1e-13, lambda q: real(activations.get("tanh"), q)[:2]
     )
     assert torch.allclose(q_grid, q_exact, rtol=1e-10)
