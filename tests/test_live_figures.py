@@ -23,7 +23,7 @@ pytest.importorskip("altair")
 
 from sigprop import gaussian_preact as gp  # noqa: E402
 from sigprop import meanfield as mf  # noqa: E402
-from sigprop import spectra  # noqa: E402
+from sigprop import resnet_theory  # noqa: E402
 
 TOL = 1e-6
 
@@ -81,9 +81,9 @@ def test_phase_diagram_holds_sigprops_grid(small):
 
 def test_resnet_spectrum_and_weibull_hold_sigprops_values(small):
     for g in lf.resnet_spectrum_data()["groups"]:
-        close([g["lo"], g["hi"]], spectra.resnet_spectral_edges(g["a"]), f"edges a = {g['a']}")
+        close([g["lo"], g["hi"]], resnet_theory.resnet_spectral_edges(g["a"]), f"edges a = {g['a']}")
         lam = torch.tensor(lf.edge_grid(g["lo"], g["hi"]), dtype=torch.float64)
-        close(g["y"], spectra.resnet_spectral_density(lam, g["a"]), f"rho a = {g['a']}")
+        close(g["y"], resnet_theory.resnet_spectral_density(lam, g["a"]), f"rho a = {g['a']}")
     t = torch.tensor(lf.unit_grid(*lf.WEIBULL_T), dtype=torch.float64)
     x = torch.tensor(lf.unit_grid(*lf.PHI_X), dtype=torch.float64)
     for g in lf.weibull_data()["groups"]:

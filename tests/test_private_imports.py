@@ -12,14 +12,10 @@ from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[1] / "lib" / "sigprop"
 
-# Known uses still to be removed, each with the work that removes it. This list may only
+# Known uses still to be removed, each with the work that removes it (none left since issue 18
+# items 1-2). This list may only
 # shrink: a new private import fails the test.
-KNOWN = {
-    "spectra.py: from .ensemble._common import _draw_seeds",  # issue 18 item 2: the residual-network wing
-    "spectra.py: from .ensemble.mlp import _Layers",           # issue 18 items 1-2: one public layer sampler
-    "spectra.py: _res._prepare",                              # issue 18 item 2
-    "spectra.py: _res._walk",                                 # issue 18 item 2
-}
+KNOWN: set = set()
 
 
 def _module_file(base: Path, dotted: str | None) -> Path:

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch.func import jvp
 
 from sigprop import stats
-from sigprop.ensemble import (SignalNoiseConfig, moment_theory, prepare_inputs, propagate_signal_noise,
-                              signal_noise_parameters)
+from sigprop import moment_theory
+from sigprop.ensemble import SignalNoiseConfig, prepare_inputs, propagate_signal_noise, signal_noise_parameters
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -392,3 +392,13 @@ def test_bad_propagate_arguments_raise():
         stats.fit_exponential_rate([1, 2, 3], [1.0, -1.0, 2.0])
     with pytest.raises(ValueError, match="depth and values must be 1-D of the same length"):
         stats.fit_power_law([1, 2, 3], [1.0, 2.0])
+
+
+def test_the_old_path_of_moment_theory_still_works_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    sys.modules.pop("sigprop.ensemble.moment_theory", None)
+    with pytest.warns(DeprecationWarning, match="sigprop.moment_theory"):
+        old = importlib.import_module("sigprop.ensemble.moment_theory")
+    assert old.resnet_exponent is moment_theory.resnet_exponent

@@ -624,15 +624,15 @@ def test_live_phase_diagram_shows_sigprops_grid_and_reads_out_the_point_under_th
 
 def test_live_resnet_spectrum_shows_sigprops_density_and_edges(live_page):
     import torch
-    from sigprop import spectra
+    from sigprop import resnet_theory
 
     for a in (0.05, 0.33, 1.0):
         _move(live_page, "resnet-spectrum", a=a)
         curve = _items(live_page, "resnet-spectrum", "curve", ["x", "y"])
         lam = torch.tensor([c[0] for c in curve], dtype=torch.float64)
-        _live_close([c[1] for c in curve], spectra.resnet_spectral_density(lam, a), f"rho(lambda), a = {a}")
+        _live_close([c[1] for c in curve], resnet_theory.resnet_spectral_density(lam, a), f"rho(lambda), a = {a}")
         edges = sorted(e[0] for e in _items(live_page, "resnet-spectrum", "edges", ["lam"]))
-        _live_close(edges, sorted(spectra.resnet_spectral_edges(a)), f"edges, a = {a}")
+        _live_close(edges, sorted(resnet_theory.resnet_spectral_edges(a)), f"edges, a = {a}")
 
 
 def test_live_weibull_shows_sigprops_density_and_activations(live_page):

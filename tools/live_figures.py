@@ -173,14 +173,14 @@ def phase_diagram_data() -> Dict:
 def resnet_spectrum_data() -> Dict:
     """The universal density rho(lambda; a) of J J^T for residual networks and its edges."""
     torch = _torch()
-    from sigprop import spectra
+    from sigprop import resnet_theory
 
     groups = []
     for a in RESNET_A:
-        lo, hi = (_r(e) for e in spectra.resnet_spectral_edges(a))
+        lo, hi = (_r(e) for e in resnet_theory.resnet_spectral_edges(a))
         lam = torch.tensor(edge_grid(lo, hi), dtype=torch.float64)
-        groups.append({"a": a, "lo": lo, "hi": hi, "kappa": _r(spectra.resnet_condition_number(a)),
-                       "y": _rs(spectra.resnet_spectral_density(lam, a))})
+        groups.append({"a": a, "lo": lo, "hi": hi, "kappa": _r(resnet_theory.resnet_condition_number(a)),
+                       "y": _rs(resnet_theory.resnet_spectral_density(lam, a))})
     return {"groups": groups}
 
 

@@ -107,14 +107,16 @@ def namespace(dump: Path) -> dict:
     import torch
 
     import sigprop
-    from sigprop import (activations, gaussian, gaussian_preact, meanfield, resnet_meanfield,
+    from sigprop import (activations, gaussian, gaussian_preact, meanfield, moment_theory, resnet_theory,
                          spectra, stats)
 
     with open(dump, "rb") as f:
         ns = pickle.load(f)
     ns.update(np=np, torch=torch, sigprop=sigprop, activations=activations, gaussian=gaussian,
               gaussian_preact=gaussian_preact, mf=meanfield, meanfield=meanfield,
-              resnet_meanfield=resnet_meanfield, spectra=spectra, stats=stats)
+              moment_theory=moment_theory, resnet_theory=resnet_theory,
+              resnet_meanfield=resnet_theory,  # the name before resnet_theory (issue 18)
+              spectra=spectra, stats=stats)
     return ns
 
 

@@ -9,7 +9,8 @@ Modules (one concept each):
 * :mod:`sigprop.ensemble` -- many random networks at once, statistics on the fly;
 * :mod:`sigprop.train` -- models from an initialization, a seeded training loop;
 * :mod:`sigprop.spectra` -- singular values of input-output Jacobians, their theory;
-* :mod:`sigprop.resnet_meanfield` -- residual networks: mean field and the effective cumulant;
+* :mod:`sigprop.resnet_theory` -- residual networks: mean field, effective cumulant, universal spectral law;
+* :mod:`sigprop.moment_theory` -- predictions for the moments of signal and noise (Labatie 2019);
 * :mod:`sigprop.critique` -- the edge of chaos under scrutiny: finite width, counterexamples, exact EOC;
 * :mod:`sigprop.gaussian_preact` -- symmetric Weibull weights and activations with Gaussian pre-activations;
 * :mod:`sigprop.trainability` -- many small networks trained at once, over (sigma_w, depth) grids;
@@ -27,7 +28,7 @@ from . import activations, gaussian, init, meanfield, runtime, stats  # noqa: F4
 __version__ = "0.1.0"
 
 _LAZY = ("ensemble", "data", "plotting", "train", "spectra", "trainability", "exercises", "explore",
-         "diagnosis", "resnet_meanfield", "critique", "gaussian_preact", "sweep")
+         "diagnosis", "resnet_theory", "moment_theory", "resnet_meanfield", "critique", "gaussian_preact", "sweep")
 
 __all__ = ["activations", "gaussian", "meanfield", "init", "stats", "runtime", *_LAZY, "diagnose"]
 

@@ -41,15 +41,8 @@ network's variance by its own squared mean removes it and gives a much steadier 
 * :func:`mean_squared_singular_value` -- the theory :math:`\chi_1^L`.
 * :func:`jacobian_spectrum_variance` -- the theory for :math:`\operatorname{Var}\lambda`.
 
-Residual networks :math:`x^l = x^{l-1} + \phi(W^l x^{l-1} + b^l)` (Tarnowski et al. 2019):
-
-* :func:`resnet_input_output_jacobian`, :func:`resnet_jacobian_singular_values` -- exact
-  Jacobians :math:`\prod_l(\mathbb 1 + D^l W^l)` of random ensembles and their singular values;
-* :func:`resnet_spectral_density` -- the universal law of the squared singular values, a
-  function of the effective cumulant :math:`a` alone (:mod:`sigprop.resnet_meanfield`);
-  :func:`resnet_singular_value_density`, :func:`resnet_spectrum_cdf`, :func:`resnet_ks_distance`;
-* :func:`resnet_spectral_edges`, :func:`resnet_condition_number`, :func:`resnet_spectrum_mean`,
-  :func:`resnet_spectrum_variance` -- its closed forms.
+Residual networks have their own wing: the exact Jacobians of random residual ensembles in
+:mod:`sigprop.ensemble.resnet`, their universal spectral law in :mod:`sigprop.resnet_theory`.
 
 References
 ----------
@@ -59,12 +52,9 @@ References
   deep networks*.
 * Saxe, McClelland & Ganguli (2014), *Exact solutions to the nonlinear dynamics of
   learning in deep linear neural networks* (orthogonal initialization).
-* Tarnowski, Warchoł, Jastrzębski, Tabor & Nowak (2019), *Dynamical isometry is achieved in
-  residual networks in a universal way for any activation function*, AISTATS.
 """
 from __future__ import annotations
 
-import math
 import numbers
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -72,14 +62,12 @@ import numpy as np
 import torch
 
 from . import activations as _acts
-from . import init as _init
 from . import meanfield as _mf
 from . import runtime
-from .ensemble import MLPConfig
-from .ensemble._common import _draw_seeds
-from .ensemble.mlp import _Layers
+from ._moved import moved_names
+from .ensemble import MLPConfig, MLPLayerSampler
 from .gaussian import expect
-from ._checks import check_budget, check_dtype, real_array as _as_t, real_tensor
+from ._checks import check_budget, check_dtype, real_tensor
 
 Tensor = torch.Tensor
 Param = Union[float, int, Tensor, np.ndarray]
@@ -90,17 +78,16 @@ __all__ = [
     "mean_squared_singular_value",
     "jacobian_spectrum_variance",
     "WEIGHTS",
-    "resnet_spectral_density",
-    "resnet_singular_value_density",
-    "resnet_spectrum_cdf",
-    "resnet_spectral_edges",
-    "resnet_condition_number",
-    "resnet_spectrum_mean",
-    "resnet_spectrum_variance",
-    "resnet_ks_distance",
-    "resnet_input_output_jacobian",
-    "resnet_jacobian_singular_values",
 ]
+
+# Deprecated aliases (one release): the residual-network wing moved out of this module.
+__getattr__ = moved_names(__name__, {
+    **{name: "sigprop.resnet_theory" for name in (
+        "resnet_spectral_density", "resnet_singular_value_density", "resnet_spectrum_cdf", "resnet_spectral_edges",
+        "resnet_condition_number", "resnet_spectrum_mean", "resnet_spectrum_variance", "resnet_ks_distance")},
+    "resnet_input_output_jacobian": "sigprop.ensemble.resnet",
+    "resnet_jacobian_singular_values": "sigprop.ensemble.resnet",
+})
 
 #: Weight ensembles with a known free-probability term :math:`s_1` in the variance formula.
 WEIGHTS = {"gaussian": -1.0, "orthogonal": 0.0}
@@ -235,19 +222,18 @@ def input_output_jacobian(
     # the Jacobian is a product of depth width x width matrices, per network (~1e10 flop/s)
     check_budget(f"input_output_jacobian(depth={depth}, width={int(widest)}, n_nets={n_nets})",
                  seconds=2.0 * depth * widest**3 * n_nets * 1e-11, nbytes=3 * widest**2 * n_nets * 8, device=dev)
-    seeds = _draw_seeds(generator, depth) if parameters is None else None
-    if x is None:
-        n_in = config.layer_widths[0]
-        x = _default_input(config, n_in, generator, dev, dtype)
-    else:
+    if x is not None:
         x = _check_x(x, n_nets)
-        n_in = int(x.shape[-1])
+    n_in = config.layer_widths[0] if x is None else int(x.shape[-1])
+    # the layer seeds are drawn first, then the default input: the networks of propagate_mlp
+    layers = MLPLayerSampler(config, n_in, generator=generator, device=dev, dtype=dtype) if parameters is None else None
+    if x is None:
+        x = _default_input(config, n_in, generator, dev, dtype)
     x = x.to(device=dev, dtype=dtype).expand(n_nets, n_in).unsqueeze(-2)  # (n_nets, 1, n_in)
     if parameters is not None:
         params = _check_parameters(parameters, config, n_in)
         layer = lambda l: tuple(t.to(device=dev, dtype=dtype) for t in params[l - 1])
     else:
-        layers = _Layers(config, n_in, seeds, dev, dtype)
         layer = layers.params
     act = config.activation
     jac = None
@@ -400,430 +386,3 @@ def jacobian_spectrum_variance(act, sigma_w: Param, sigma_b: Param, depth, weigh
     var = chi ** (2 * d) * d * (mu2 / mu1**2 - 1.0 - WEIGHTS[weights])
     var = torch.where(fin, var, torch.full_like(var, float("nan")))
     return float(var) if _is_scalar(sigma_w, sigma_b, depth) else var
-
-
-# --------------------------------------------------------------------------- #
-# Residual networks: the universal law of Tarnowski et al. (2019).
-# --------------------------------------------------------------------------- #
-#: Bisection steps of the density solver (each halves the bracket; 2^-80 is below float64's resolution).
-_RESNET_BISECTION_STEPS = 80
-#: Gauss-Legendre nodes of the CDF and moment quadratures (the integrand is smooth after the
-#: change of variables, so the error is at round-off level; tests check 1e-10).
-_RESNET_QUAD_NODES = 96
-
-
-def _check_cumulant(a) -> Tensor:
-    """The effective cumulant as a float64 tensor; ValueError unless finite and > 0."""
-    return _as_t(a, "a (the effective cumulant)", low=0.0, strict=True)
-
-
-def _check_points(x, name: str) -> Tensor:
-    if isinstance(x, bool):
-        raise ValueError(f"{name} must be a real number or tensor; got {x!r}")
-    t = real_tensor(x.detach() if isinstance(x, Tensor) else x, name)
-    if t.is_complex() or bool(torch.any(torch.isnan(t))):
-        raise ValueError(f"{name} must be real and not NaN; got {x!r}")
-    return t
-
-
-def _out(t: Tensor, *inputs):
-    return float(t) if _is_scalar(*inputs) else t
-
-
-def _edge_s(a: Tensor) -> Tensor:
-    return torch.sqrt(a * (a + 2.0))
-
-
-def resnet_spectral_edges(a) -> Tuple:
-    r"""Edges :math:`\lambda_\pm` of the universal spectrum of :math:`JJ^\top` for a deep residual net.
-
-    .. math::
-
-        \lambda_\pm = \big(1 + a \pm s\big)\, e^{\pm s}, \qquad s = \sqrt{a(a+2)},
-        \qquad \lambda_- = 1/\lambda_+ .
-
-    They are the points where :math:`z(w) = \frac{w}{w-1}e^{a(2w-1)}` (the universal
-    equation, see :func:`resnet_spectral_density`) turns back on the real axis,
-    :math:`z'(w) = 0 \iff w(w-1) = 1/(2a)` (Tarnowski et al. 2019, Sec. II.1; the same
-    edges as those of Biane's free multiplicative Brownian motion at time :math:`t = 2a`).
-
-    Parameters
-    ----------
-    a : float or Tensor
-        The effective cumulant, :math:`a > 0` (see :mod:`sigprop.resnet_meanfield`).
-
-    Returns
-    -------
-    (lambda_minus, lambda_plus)
-        Floats for a float, tensors of the shape of ``a`` for a tensor.
-
-    Raises
-    ------
-    ValueError
-        If ``a`` is not finite and positive.
-    """
-    at = _check_cumulant(a)
-    s = _edge_s(at)
-    lp = (1.0 + at + s) * torch.exp(s)
-    lm = 1.0 / lp
-    return _out(lm, a), _out(lp, a)
-
-
-def resnet_condition_number(a):
-    r"""Condition number :math:`\kappa(J) = s_{\max}/s_{\min}` of a deep residual net's Jacobian.
-
-    .. math::
-
-        \kappa(J) = \sqrt{\lambda_+/\lambda_-} = \lambda_+ = e^{\,s + \operatorname{arcsinh} s},
-        \qquad s = \sqrt{a(a+2)},
-
-    in the limit of large width and depth (Tarnowski et al. 2019, eq. 26).  It tends to 1
-    (isometry) as :math:`a \to 0`, like :math:`1 + 2\sqrt{2a}`, and grows like
-    :math:`2(a+1)e^{a+1}` for large :math:`a`.  The condition number of :math:`JJ^\top` is its square.
-
-    Raises
-    ------
-    ValueError
-        If ``a`` is not finite and positive.
-    """
-    at = _check_cumulant(a)
-    s = _edge_s(at)
-    return _out(torch.exp(s + torch.asinh(s)), a)
-
-
-def resnet_spectrum_mean(a):
-    r"""Mean :math:`m_1 = e^{a}` of the universal law of the eigenvalues of :math:`JJ^\top`.
-
-    From the S-transform :math:`S(m) = e^{-a(1+2m)}`: :math:`m_1 = 1/S(0)` (Tarnowski et al. 2019).
-
-    Raises
-    ------
-    ValueError
-        If ``a`` is not finite and positive.
-    """
-    return _out(torch.exp(_check_cumulant(a)), a)
-
-
-def resnet_spectrum_variance(a):
-    r"""Variance :math:`2a\,e^{2a}` of the universal law of the eigenvalues of :math:`JJ^\top`.
-
-    From :math:`S(m) = 1/m_1 + \frac{m_1^2 - m_2}{m_1^3} m + O(m^2)` and
-    :math:`S(m) = e^{-a(1+2m)}` (Tarnowski et al. 2019).  For small :math:`a` the law is a
-    semicircle around 1 of this variance, :math:`\approx 2a`.
-
-    Raises
-    ------
-    ValueError
-        If ``a`` is not finite and positive.
-    """
-    at = _check_cumulant(a)
-    return _out(2.0 * at * torch.exp(2.0 * at), a)
-
-
-def _disc(t: Tensor, a: Tensor) -> Tensor:
-    # (u - 1/2)^2 on the curve Im log z(w) = 0, w = u - i t:  u^2 - u + t^2 = t cot(2 a t)
-    return 0.25 - t * t + t / torch.tan(2.0 * a * t)
-
-
-def _t_max(a: Tensor) -> Tensor:
-    """The top of the curve (u = 1/2), where the disc vanishes: bisection on (0, pi/(2a))."""
-    lo = torch.zeros_like(a)
-    hi = math.pi / (2.0 * a)
-    for _ in range(_RESNET_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        pos = _disc(mid, a) > 0
-        lo = torch.where(pos, mid, lo)
-        hi = torch.where(pos, hi, mid)
-    return 0.5 * (lo + hi)
-
-
-def _log_x_upper(t: Tensor, a: Tensor) -> Tensor:
-    """log z on the upper branch u = 1/2 + sqrt(disc) of the curve (z real, z >= 1)."""
-    r = torch.sqrt(_disc(t, a).clamp(min=0.0))
-    u = 0.5 + r
-    # log|w|^2 - log|w - 1|^2 = log1p((2u - 1) / ((u - 1)^2 + t^2)), with 2u - 1 = 2r
-    return 0.5 * torch.log1p(2.0 * r / ((u - 1.0) ** 2 + t * t)) + 2.0 * a * r
-
-
-def _resnet_w(x: Tensor, a: Tensor) -> Tuple[Tensor, Tensor]:
-    r"""Solve the universal equation on the real axis: ``w = x G(x - i0)``.
-
-    Returns ``(w, inside)``, complex ``w`` with ``Im w >= 0`` ... see :func:`resnet_spectral_density`.
-    """
-    x, a = torch.broadcast_tensors(x, a)
-    s = _edge_s(a)
-    log_edge = torch.log1p(a + s) + s  # log lambda_+
-    y = torch.log(x.clamp(min=1e-300)).abs()  # by the symmetry x -> 1/x, solve at |log x|
-    inside = (x > 0) & (y < log_edge)
-    tm = _t_max(a)
-    # _log_x_upper decreases from log lambda_+ (t = 0) to 0 (t = t_max): bisection for t
-    lo, hi = torch.zeros_like(a), tm.clone()
-    for _ in range(_RESNET_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        above = _log_x_upper(mid, a) > y
-        lo = torch.where(above, mid, lo)
-        hi = torch.where(above, hi, mid)
-    t = torch.where(inside, 0.5 * (lo + hi), torch.zeros_like(a))
-    r = torch.sqrt(_disc(t.clamp(min=1e-300), a).clamp(min=0.0))
-    u = torch.where(x >= 1, 0.5 + r, 0.5 - r)  # upper branch for x >= 1, its mirror 1 - u for x < 1
-    w = torch.complex(torch.where(inside, u, torch.full_like(u, float("nan"))), t)
-    # Near x = 1 (t -> t_max) u = 1/2 +- sqrt(disc) loses half the digits of t; two Newton
-    # steps on F(w) = w - x (w - 1) e^{a(1 - 2w)} from this start restore full precision.
-    z, ac = x.to(w.dtype), a.to(w.dtype)
-    for _ in range(2):
-        e = torch.exp(ac * (1 - 2 * w))
-        f = w - z * (w - 1) * e
-        df = 1 - z * e + 2 * ac * z * (w - 1) * e
-        w_new = w - f / df
-        w = torch.where(inside & torch.isfinite(w_new) & (w_new.imag > 0), w_new, w)
-    return w, inside
-
-
-def resnet_spectral_density(x, a):
-    r"""Universal density of the squared singular values of a deep residual net's Jacobian.
-
-    For the residual network :math:`x^l = x^{l-1} + \phi(W^l x^{l-1} + b^l)` with
-    :math:`W^l_{ij} \sim \mathcal N(0, \sigma_w^2/(NL))`, the eigenvalues :math:`\lambda`
-    of :math:`JJ^\top`, :math:`J = \prod_l (\mathbb 1 + D^l W^l)`, have in the limit of
-    large width :math:`N` and then large depth :math:`L` a density that depends on the
-    activation only through the effective cumulant :math:`a`
-    (:func:`sigprop.resnet_meanfield.effective_cumulant`).  Its Green's function
-    :math:`G(z) = \int \rho(\lambda)\,d\lambda/(z - \lambda)` solves (Tarnowski et al. 2019, eq. 25)
-
-    .. math::
-
-        G = (zG - 1)\, e^{a(1 - 2zG)}
-        \quad\Longleftrightarrow\quad
-        z = \frac{w}{w-1}\, e^{a(2w - 1)}, \quad w = zG,
-
-    and :math:`\rho(\lambda) = -\frac1\pi \operatorname{Im} G(\lambda + i0) = |\operatorname{Im} w|/(\pi\lambda)`.
-
-    **Method.**  Rather than Newton's method on the complex equation (which needs a good
-    start near the edges, where :math:`\rho \propto \sqrt{\lambda_+ - \lambda}`), we solve
-    it in a parametrization.  Write :math:`w = u - it`.  The equation has a real
-    :math:`z` exactly when :math:`\arg\frac{w}{w-1} = 2at`, i.e. on the curve
-    :math:`u = \tfrac12 \pm \sqrt{\tfrac14 - t^2 + t\cot(2at)}`, :math:`0 \le t \le t_{\max}`.
-    Along its upper branch :math:`z` is real and falls monotonically from :math:`\lambda_+`
-    (:math:`t = 0`) to 1 (:math:`t = t_{\max}`, where the branches meet); the lower
-    branch (:math:`u \to 1 - u`) gives :math:`z \to 1/z`, the symmetry of the law.
-    For each :math:`\lambda` we find :math:`t` by bisection on :math:`|\log\lambda|`
-    (80 halvings, to round-off), then :math:`\rho = t/(\pi\lambda)`.  The solution is
-    checked in the tests against Newton's method with continuation from outside the
-    support, against the closed-form moments and edges, and against products of random
-    matrices.
-
-    Parameters
-    ----------
-    x : float or Tensor
-        Points :math:`\lambda` (squared singular values); any real values (0 outside
-        :math:`(\lambda_-, \lambda_+)`).
-    a : float or Tensor
-        Effective cumulant(s), :math:`a > 0`; broadcasts with ``x``.
-
-    Returns
-    -------
-    float or Tensor
-        :math:`\rho(x)`, float64, of the broadcast shape.
-
-    Raises
-    ------
-    ValueError
-        If ``a`` is not finite and positive or ``x`` is not real.
-
-    References
-    ----------
-    Tarnowski, Warchoł, Jastrzębski, Tabor & Nowak (2019), *Dynamical isometry is achieved
-    in residual networks in a universal way for any activation function*, eq. (25).
-    """
-    at, xt = _check_cumulant(a), _check_points(x, "x")
-    w, inside = _resnet_w(xt, at.to(xt.device))
-    rho = torch.where(inside, w.imag / (math.pi * xt.clamp(min=1e-300)), torch.zeros_like(w.imag))
-    return _out(rho, x, a)
-
-
-def resnet_singular_value_density(s, a):
-    r"""Universal density of the singular values :math:`s` of a deep residual net's Jacobian.
-
-    .. math::
-
-        \rho_s(s) = 2s\,\rho(s^2),
-
-    with :math:`\rho` the density of the squared singular values, :func:`resnet_spectral_density`.
-
-    Raises
-    ------
-    ValueError
-        If ``a`` is not finite and positive or ``s`` is not real.
-    """
-    st = _check_points(s, "s")
-    rho = resnet_spectral_density(st * st, a if isinstance(a, Tensor) else torch.as_tensor(np.asarray(a, dtype=np.float64)))
-    return _out(2.0 * st.clamp(min=0.0) * rho, s, a)
-
-
-def _gl(n: int) -> Tuple[Tensor, Tensor]:
-    z, w = np.polynomial.legendre.leggauss(n)
-    return torch.as_tensor(z), torch.as_tensor(w)
-
-
-def _resnet_integral(f, a: Tensor, upper: Tensor) -> Tensor:
-    r"""``int_{lambda_-}^{upper} f(lambda) rho(lambda) d lambda`` by Gauss-Legendre in
-    :math:`\ell = \log\lambda` (the law spans decades when :math:`a` is large) after
-    :math:`\ell = \ell_- + (\ell_U - \ell_-)(1 - \cos\varphi)/2`, which makes the square-root
-    edges smooth."""
-    s = _edge_s(a)
-    lp = torch.log1p(a + s) + s  # log lambda_+; log lambda_- = -lp
-    up = torch.log(upper.clamp(min=1e-300)).clamp(min=-lp, max=lp)
-    z, wts = _gl(_RESNET_QUAD_NODES)
-    phi = (z.to(a.device) + 1.0) * (math.pi / 2)  # (0, pi)
-    span = (up + lp).unsqueeze(-1)
-    ell = -lp.unsqueeze(-1) + span * (1.0 - torch.cos(phi)) / 2
-    jac = span * torch.sin(phi) / 2 * (math.pi / 2)
-    lam = torch.exp(ell)
-    rho = resnet_spectral_density(lam, a.unsqueeze(-1))
-    return (wts.to(a.device) * jac * lam * rho * f(lam)).sum(-1)
-
-
-def resnet_spectrum_cdf(x, a):
-    r"""Cumulative distribution :math:`F(x) = \int_{\lambda_-}^{x} \rho(\lambda)\,d\lambda` of the universal law.
-
-    Computed by Gauss-Legendre quadrature of :func:`resnet_spectral_density` after the change
-    of variables :math:`\log\lambda = \log\lambda_- + (\log x - \log\lambda_-)(1 - \cos\varphi)/2`, which
-    removes the square-root behaviour at the edges (accurate to about :math:`10^{-10}`).
-    Used for Kolmogorov-Smirnov distances between an empirical spectrum and the theory.
-
-    Raises
-    ------
-    ValueError
-        If ``a`` is not finite and positive or ``x`` is not real.
-    """
-    at, xt = _check_cumulant(a), _check_points(x, "x")
-    xb, ab = torch.broadcast_tensors(xt, at.to(xt.device))
-    cdf = _resnet_integral(lambda lam: torch.ones_like(lam), ab, xb).clamp(0.0, 1.0)
-    return _out(cdf, x, a)
-
-
-def resnet_ks_distance(eigenvalues, a, *, exclude_top: int = 0) -> float:
-    r"""Kolmogorov-Smirnov distance between pooled eigenvalues of :math:`JJ^\top` and the universal law.
-
-    .. math::
-
-        D = \sup_x \big|F_{\text{emp}}(x) - F_a(x)\big|,
-
-    with :math:`F_a` from :func:`resnet_spectrum_cdf`.  ``exclude_top`` drops that many of the
-    largest eigenvalues of *each* matrix first (the outlier of bias-free ReLU nets, see
-    chapter 6).
-
-    Parameters
-    ----------
-    eigenvalues : Tensor
-        ``(n_nets, N)`` or ``(N,)``: squared singular values of each network's Jacobian.
-    a : float
-        The effective cumulant.
-    exclude_top : int
-        Number of largest eigenvalues per network to leave out, >= 0.
-
-    Raises
-    ------
-    ValueError
-        For a bad ``a``, ``exclude_top`` or ``eigenvalues``.
-    """
-    ev = _check_points(eigenvalues, "eigenvalues")
-    if ev.ndim == 1:
-        ev = ev.unsqueeze(0)
-    if ev.ndim != 2 or ev.shape[-1] < 1:
-        raise ValueError(f"eigenvalues must have shape (N,) or (n_nets, N); got {tuple(ev.shape)}")
-    if isinstance(exclude_top, bool) or not isinstance(exclude_top, numbers.Integral) or not 0 <= exclude_top < ev.shape[-1]:
-        raise ValueError(f"exclude_top must be an integer with 0 <= exclude_top < N = {ev.shape[-1]}; got {exclude_top!r}")
-    at = _check_cumulant(a)
-    if at.numel() != 1:
-        raise ValueError(f"a must be a single number here; got shape {tuple(at.shape)}")
-    ev = torch.sort(ev, dim=-1).values[:, : ev.shape[-1] - exclude_top].flatten().sort().values
-    n = ev.numel()
-    f = resnet_spectrum_cdf(ev.cpu(), at.reshape(()).cpu())
-    k = torch.arange(1, n + 1, dtype=torch.float64)
-    return float(torch.maximum(k / n - f, f - (k - 1) / n).max())
-
-
-# --------------------------------------------------------------------------- #
-# Residual networks: exact Jacobians of random ensembles.
-# --------------------------------------------------------------------------- #
-def resnet_input_output_jacobian(
-    config,
-    x: Optional[Tensor] = None,
-    *,
-    generator: Optional[torch.Generator] = None,
-    device=None,
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    r"""Exact input-output Jacobians of ``n_nets`` random residual networks.
-
-    For :math:`x^l = x^{l-1} + \phi(W^l x^{l-1} + b^l)` (see :mod:`sigprop.ensemble.resnet`)
-
-    .. math::
-
-        J = \frac{\partial x^L}{\partial x^0} = \prod_{l=L}^{1} \big(\mathbb 1 + D^l W^l\big),
-        \qquad D^l = \operatorname{diag}\,\phi'(h^l),
-
-    accumulated as :math:`J \leftarrow J + D^l (W^l J)` with one batched matmul per layer
-    (Tarnowski et al. 2019, eq. 2).  The networks are those of
-    :func:`sigprop.ensemble.propagate_resnet` for the same generator state, and the default
-    input is the same (one standard Gaussian vector per network).
-
-    Parameters
-    ----------
-    config : sigprop.ensemble.ResNetConfig
-        The ensemble.
-    x : Tensor, optional
-        ``(N,)`` or ``(n_nets, N)``.
-    generator : torch.Generator, optional
-        Source of all randomness.
-    device, dtype
-        Where and in which precision to compute.
-
-    Returns
-    -------
-    Tensor
-        ``(n_nets, N, N)``.
-
-    Raises
-    ------
-    ValueError
-        For a bad ``config``, ``x`` or ``dtype``.
-    """
-    from .ensemble import resnet as _res
-
-    layers, x = _res._prepare(config, x, generator, device, dtype)
-    n, k = config.width, config.n_nets
-    act = config.activation
-    jac = torch.eye(n, device=x.device, dtype=dtype).expand(k, n, n).clone()
-    with torch.no_grad():
-        for w, h, _x in _res._walk(config, layers, x):
-            jac = jac + act.deriv(h).unsqueeze(-1) * torch.bmm(w, jac)
-    return jac
-
-
-def resnet_jacobian_singular_values(
-    config,
-    x: Optional[Tensor] = None,
-    *,
-    generator: Optional[torch.Generator] = None,
-    device=None,
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    r"""Singular values of :func:`resnet_input_output_jacobian` (float64 SVD), descending.
-
-    Their squares are the eigenvalues of :math:`JJ^\top` that :func:`resnet_spectral_density`
-    describes in the limit of large width and depth.
-
-    Returns
-    -------
-    Tensor
-        ``(n_nets, N)``, float64, on the CPU.
-
-    Raises
-    ------
-    ValueError
-        As :func:`resnet_input_output_jacobian`.
-    """
-    jac = resnet_input_output_jacobian(config, x, generator=generator, device=device, dtype=dtype)
-    return torch.linalg.svdvals(jac.to(torch.float64)).cpu()

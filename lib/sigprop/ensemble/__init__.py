@@ -49,8 +49,19 @@ regenerated bit for bit whenever they are needed again.
 * :class:`MLPConfig` -- architecture and initialization of the ensemble.
 * :func:`propagate_mlp` -- forward (and optionally backward) statistics, as an
   :class:`MLPTrace`.
+* :class:`MLPLayerSampler` -- the random layers :math:`z^l = W^l\phi(z^{l-1}) + b^l` of the
+  ensemble, for any initialization: every simulation of an MLP draws its weights here.
 * :func:`mlp_parameters` -- the very weights and biases :func:`propagate_mlp`
   draws for a given generator state (for inspection and for tests).
+* :mod:`sigprop.ensemble.resnet` -- residual networks: :class:`ResNetConfig`,
+  :func:`propagate_resnet`, :func:`resnet_parameters`, the exact Jacobians
+  :func:`resnet_input_output_jacobian` and :func:`resnet_jacobian_singular_values`,
+  and the trainable :func:`make_resnet`.
+* :mod:`sigprop.ensemble.signal_noise` -- signal and noise (Labatie 2019):
+  :func:`propagate_signal_noise` and its configuration.
+
+The theory set beside these simulations lives in :mod:`sigprop.meanfield`,
+:mod:`sigprop.resnet_theory` and :mod:`sigprop.moment_theory`.
 
 Example
 -------
@@ -76,8 +87,11 @@ References
 from __future__ import annotations
 
 from . import _common
-from .mlp import MLPConfig, MLPTrace, mlp_parameters, propagate_mlp
-from . import moment_theory  # noqa: F401  (predictions for the signal-noise moments)
+from .mlp import MLPConfig, MLPLayerSampler, MLPTrace, mlp_parameters, propagate_mlp
+from .resnet import (  # random residual networks (Tarnowski et al. 2019)
+    RESNET_INITS, ResNetConfig, ResNetTrace, make_resnet, propagate_resnet, resnet_input_output_jacobian,
+    resnet_jacobian_singular_values, resnet_parameters,
+)
 from .signal_noise import (  # the signal and noise kernels of Labatie (2019)
     SignalNoiseConfig, SignalNoiseTrace, prepare_inputs, propagate_signal_noise, signal_noise_parameters,
 )
@@ -88,7 +102,16 @@ C_MAX = _common.C_MAX
 #: with respect to them and to the weights, ``grad_h``, ``grad_x``, ``grad_w``.
 HIST_KEYS = _common.HIST_KEYS
 
-__all__ = ["MLPConfig", "MLPTrace", "propagate_mlp", "mlp_parameters", "C_MAX", "HIST_KEYS"]
+__all__ = ["MLPConfig", "MLPTrace", "MLPLayerSampler", "propagate_mlp", "mlp_parameters", "C_MAX", "HIST_KEYS"]
 __all__ += ["SignalNoiseConfig", "SignalNoiseTrace", "propagate_signal_noise", "signal_noise_parameters",
             "prepare_inputs"]
-from .resnet import ResNetConfig, ResNetTrace, make_resnet, propagate_resnet, resnet_parameters
+__all__ += ["ResNetConfig", "ResNetTrace", "resnet_parameters", "propagate_resnet", "resnet_input_output_jacobian",
+            "resnet_jacobian_singular_values", "make_resnet", "RESNET_INITS"]
+
+
+def __getattr__(name):
+    if name == "moment_theory":  # deprecated alias of sigprop.moment_theory (warns on import)
+        import importlib
+
+        return importlib.import_module(f"{__name__}.moment_theory")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,7 @@ Tensor = torch.Tensor
 Scale = Union[float, Sequence[float], Tensor]
 Edges = Union[Tensor, Sequence[float]]
 
-__all__ = ["MLPConfig", "MLPTrace", "propagate_mlp", "mlp_parameters"]
+__all__ = ["MLPConfig", "MLPTrace", "MLPLayerSampler", "propagate_mlp", "mlp_parameters"]
 
 
 @dataclass(frozen=True)
@@ -255,23 +255,81 @@ class MLPTrace:
 _GRAM_INITS = frozenset({"gaussian", "lecun_normal", "xavier_normal", "he_normal"})
 
 
-class _Layers:
-    """Samples (and re-samples) layer ``l``'s weights and biases from its own seed."""
+class MLPLayerSampler:
+    r"""The random layers of an MLP ensemble: every simulation of a fully connected network draws them here.
 
-    def __init__(self, config: MLPConfig, n_in: int, seeds: List[int], device, dtype):
+    Layer :math:`l` of network :math:`k` maps the previous layer's activations to
+
+    .. math::
+
+        z^{l} = W^{l}\,\phi(z^{l-1}) + b^{l}, \qquad
+        W^{l}_{ij} \sim \mathcal N\big(0, \sigma_w^2/N_{l-1}\big)\ \text{(``init="gaussian"``)},\quad
+        b^{l}_i \sim \mathcal N(0, \sigma_b^2),
+
+    or :math:`W^l` from any initialization of :mod:`sigprop.init` (orthogonal, He, Xavier, ...)
+    or a custom sampler such as :func:`sigprop.gaussian_preact.weibull_init` (symmetric Weibull
+    weights), with ``sigma_w`` as its gain (Poole et al. 2016; Schoenholz et al. 2017;
+    Saxe et al. 2014 for orthogonal weights; Wolinski & Arbel 2025 for Weibull weights).
+    ``sigma_w`` and ``sigma_b`` may hold one value per network.
+
+    Each layer's weights and biases come from their own :class:`torch.Generator`, seeded from
+    ``depth + 1`` seeds drawn from the caller's ``generator`` when the sampler is made (the
+    last seed is for a random read-out gradient): the weights are never stored, and
+    :meth:`params` regenerates them bit for bit.  :func:`propagate_mlp`,
+    :func:`mlp_parameters` and :func:`sigprop.spectra.input_output_jacobian` all draw their
+    networks here, so the same generator state gives the same networks in each.
+
+    Parameters
+    ----------
+    config : MLPConfig
+        The ensemble: widths, activation, scales, initialization, ``n_nets``.
+    n_in : int
+        Features of the input, the fan-in :math:`N_0` of layer 1.
+    generator : torch.Generator, optional
+        Source of the per-layer seeds (torch's global generator when ``None``).
+    device : torch.device or str, optional
+        Where to sample; default :func:`sigprop.runtime.device`.
+    dtype : torch.dtype
+        Floating dtype of the weights.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not an :class:`MLPConfig`, ``n_in < 1`` or ``dtype`` is not floating.
+    """
+
+    def __init__(self, config: MLPConfig, n_in: int, *, generator: Optional[torch.Generator] = None, device=None,
+                 dtype: torch.dtype = torch.float32):
+        if not isinstance(config, MLPConfig):
+            raise ValueError(f"config must be an MLPConfig; got {type(config).__name__}")
+        n_in = _check_int(n_in, "n_in")
+        check_dtype(dtype)
+        device = runtime.device(device) if not isinstance(device, torch.device) else device
+        self.config = config
         self.sampler = _init.get_init(config.init)
         self.init_name = config.init if isinstance(config.init, str) else None
         self.fan_in = config.fan_ins(n_in)
         self.fan_out = config.layer_widths
         self.n_nets = config.n_nets
-        self.seeds = seeds
+        self.seeds = _draw_seeds(generator, config.depth)
         self.device, self.dtype = device, dtype
         self.gain = _as_gain(config.sigma_w, device, dtype)
         self.sigma_b = _as_gain(config.sigma_b, device, dtype)
         sb = config.sigma_b if isinstance(config.sigma_b, tuple) else (config.sigma_b,)
         self.has_bias = any(v > 0 for v in sb)
 
+    @property
+    def gram_exact(self) -> bool:
+        """Whether :meth:`gram_affine` is exact: i.i.d. Gaussian weights (gaussian, lecun_normal, xavier_normal, he_normal)."""
+        return self.init_name in _GRAM_INITS
+
+    def readout_generator(self) -> torch.Generator:
+        """The generator of the random read-out gradient (seed ``depth + 1``)."""
+        return _seeded(self.seeds[self.config.depth], self.device)
+
     def params(self, layer: int, with_bias: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
+        r"""Layer ``layer``'s weights ``(n_nets, N_l, N_{l-1})`` and biases ``(n_nets, N_l)`` (``None``
+        without bias, i.e. when every :math:`\sigma_b = 0` or ``with_bias=False``)."""
         i = layer - 1
         g = _seeded(self.seeds[i], self.device)
         shape = (self.n_nets, self.fan_out[i], self.fan_in[i])
@@ -311,6 +369,7 @@ class _Layers:
         return torch.matmul(z, fac.transpose(-2, -1)).transpose(-2, -1).to(self.dtype)
 
     def affine(self, layer: int, x: Tensor) -> Tensor:
+        """:math:`h = W^l x + b^l` for ``x`` of shape ``(n_nets, batch, N_{l-1})`` (or ``(batch, N_{l-1})``)."""
         w, b = self.params(layer)
         h = torch.matmul(x, w.transpose(-2, -1))
         if b is not None:
@@ -366,7 +425,7 @@ def mlp_parameters(
     n_in = _check_int(n_in, "n_in")
     check_dtype(dtype)
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
-    layers = _Layers(config, n_in, _draw_seeds(generator, config.depth), dev, dtype)
+    layers = MLPLayerSampler(config, n_in, generator=generator, device=dev, dtype=dtype)
     out = []
     for l in range(1, config.depth + 1):
         w, b = layers.params(l)
@@ -511,8 +570,7 @@ def propagate_mlp(
     use_gram = method == "gram" or (method == "auto" and gram_ok and 4 * batch <= min(config.layer_widths))
 
     act = config.activation
-    seeds = _draw_seeds(generator, depth)
-    layers = _Layers(config, n_in, seeds, dev, dtype)
+    layers = MLPLayerSampler(config, n_in, generator=generator, device=dev, dtype=dtype)
     rec = _Recorder(depth, n_nets, batch, dev, want_c, layers_h, edges, backward)
 
     x0 = x if x.ndim == 3 else x.expand(n_nets, batch, n_in)
@@ -544,7 +602,7 @@ def propagate_mlp(
             if grad_output is None:
                 g = torch.randn(
                     (n_nets, batch, config.layer_widths[-1]),
-                    generator=_seeded(seeds[depth], dev),
+                    generator=layers.readout_generator(),
                     device=dev,
                     dtype=dtype,
                 )
@@ -579,7 +637,7 @@ def propagate_mlp(
     )
 
 
-def _backward(layers: _Layers, act, rec: _Recorder, checkpoints, last_segment, g, depth: int, k: int) -> None:
+def _backward(layers: MLPLayerSampler, act, rec: _Recorder, checkpoints, last_segment, g, depth: int, k: int) -> None:
     """Back-propagate ``g = dE/dx^L`` segment by segment (the schedule is described in :mod:`sigprop.ensemble`)."""
     starts = list(range(0, depth, k))
     for start in reversed(starts):

@@ -14,7 +14,7 @@ grows: each layer then moves the signal by :math:`O(1/\sqrt L)`.
 
 As in :mod:`sigprop.ensemble.mlp`, every layer's weights come from their own generator,
 seeded from the caller's generator, so :func:`resnet_parameters`, :func:`propagate_resnet`
-and :func:`sigprop.spectra.resnet_input_output_jacobian` see the very same networks for the
+and :func:`resnet_input_output_jacobian` see the very same networks for the
 same generator state.  :func:`make_resnet` builds a trainable ``torch.nn.Module`` with the same
 initialization, an input embedding and a read-out (the architecture of the paper's Fig. 2).
 
@@ -23,6 +23,9 @@ initialization, an input embedding and a read-out (the architecture of the paper
 * :class:`ResNetConfig` -- activation, depth, width, scales, ensemble size.
 * :func:`resnet_parameters` -- the weights and biases of the ensemble.
 * :func:`propagate_resnet` -- per-layer mean-field statistics :math:`q^l, p^l, m^l, c_l`.
+* :func:`resnet_input_output_jacobian`, :func:`resnet_jacobian_singular_values` -- the exact
+  Jacobians :math:`J = \prod_l(\mathbb 1 + D^l W^l)` and their singular values, whose law
+  :mod:`sigprop.resnet_theory` predicts.
 * :func:`make_resnet` -- a trainable residual classifier.
 
 References
@@ -49,7 +52,8 @@ from ._common import _check_int, _draw_seeds, _seeded
 
 Tensor = torch.Tensor
 
-__all__ = ["ResNetConfig", "ResNetTrace", "resnet_parameters", "propagate_resnet", "make_resnet", "RESNET_INITS"]
+__all__ = ["ResNetConfig", "ResNetTrace", "resnet_parameters", "propagate_resnet", "resnet_input_output_jacobian",
+           "resnet_jacobian_singular_values", "make_resnet", "RESNET_INITS"]
 
 #: Weight ensembles of the residual branches.
 RESNET_INITS = ("gaussian", "orthogonal")
@@ -264,7 +268,7 @@ def propagate_resnet(
 
     Computes :math:`h^l = W^l x^{l-1} + b^l`, :math:`x^l = x^{l-1} + \phi(h^l)` with batched
     matmuls and records the empirical versions of the mean-field quantities of
-    :func:`sigprop.resnet_meanfield.resnet_mean_field` (Tarnowski et al. 2019, Sec. II.2).
+    :func:`sigprop.resnet_theory.resnet_mean_field` (Tarnowski et al. 2019, Sec. II.2).
 
     Parameters
     ----------
@@ -302,6 +306,90 @@ def propagate_resnet(
     return ResNetTrace(q=st["q"], p=st["p"], m=st["m"], c=st["c"], x0=x0, x=x)
 
 
+# --------------------------------------------------------------------------- #
+# Exact input-output Jacobians.
+# --------------------------------------------------------------------------- #
+def resnet_input_output_jacobian(
+    config: ResNetConfig,
+    x: Optional[Tensor] = None,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""Exact input-output Jacobians of ``n_nets`` random residual networks.
+
+    For :math:`x^l = x^{l-1} + \phi(W^l x^{l-1} + b^l)` (see the module docstring)
+
+    .. math::
+
+        J = \frac{\partial x^L}{\partial x^0} = \prod_{l=L}^{1} \big(\mathbb 1 + D^l W^l\big),
+        \qquad D^l = \operatorname{diag}\,\phi'(h^l),
+
+    accumulated as :math:`J \leftarrow J + D^l (W^l J)` with one batched matmul per layer
+    (Tarnowski et al. 2019, eq. 2).  The networks are those of
+    :func:`propagate_resnet` for the same generator state, and the default
+    input is the same (one standard Gaussian vector per network).
+
+    Parameters
+    ----------
+    config : ResNetConfig
+        The ensemble.
+    x : Tensor, optional
+        ``(N,)`` or ``(n_nets, N)``.
+    generator : torch.Generator, optional
+        Source of all randomness.
+    device, dtype
+        Where and in which precision to compute.
+
+    Returns
+    -------
+    Tensor
+        ``(n_nets, N, N)``.
+
+    Raises
+    ------
+    ValueError
+        For a bad ``config``, ``x`` or ``dtype``.
+    """
+    layers, x = _prepare(config, x, generator, device, dtype)
+    n, k = config.width, config.n_nets
+    act = config.activation
+    jac = torch.eye(n, device=x.device, dtype=dtype).expand(k, n, n).clone()
+    with torch.no_grad():
+        for w, h, _x in _walk(config, layers, x):
+            jac = jac + act.deriv(h).unsqueeze(-1) * torch.bmm(w, jac)
+    return jac
+
+
+def resnet_jacobian_singular_values(
+    config: ResNetConfig,
+    x: Optional[Tensor] = None,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""Singular values of :func:`resnet_input_output_jacobian` (float64 SVD), descending.
+
+    Their squares are the eigenvalues of :math:`JJ^\top` that
+    :func:`sigprop.resnet_theory.resnet_spectral_density`
+    describes in the limit of large width and depth.
+
+    Returns
+    -------
+    Tensor
+        ``(n_nets, N)``, float64, on the CPU.
+
+    Raises
+    ------
+    ValueError
+        As :func:`resnet_input_output_jacobian`.
+    """
+    jac = resnet_input_output_jacobian(config, x, generator=generator, device=device, dtype=dtype)
+    return torch.linalg.svdvals(jac.to(torch.float64)).cpu()
+
+
 class _ResidualBlock(nn.Module):
     def __init__(self, width: int, act):
         super().__init__()
@@ -328,7 +416,7 @@ def make_resnet(
     ``config`` (network 0 of the ensemble), then ``Linear(N, n_out)`` (:math:`\mathcal N(0, 1/N)`,
     zero bias) giving the logits: the single-stage architecture of Tarnowski et al. (2019), Fig. 2.
     With standardized inputs the embedding gives :math:`p^0 \approx 1`, :math:`m^0 \approx 0`,
-    the input that :func:`sigprop.resnet_meanfield.effective_cumulant` assumes by default.
+    the input that :func:`sigprop.resnet_theory.effective_cumulant` assumes by default.
 
     Parameters
     ----------
