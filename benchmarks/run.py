@@ -351,13 +351,13 @@ def bench_jacobian(width: int = 128, depth: int = 16, n_nets: int = 16, jacrev_n
 
 def _sn_sizes(dev: torch.device) -> dict:
     if dev.type == "cuda":
-        return {"width": 128, "batch": 64, "depth": 20, "n_real": 16}
+        return {"width": 128, "batch": 64, "depth": 20, "n_nets": 16}
     # width 256: at width 64 the per-layer moment passes (memory-bound) cost about as much as
     # the convolutions themselves, and the fraction of peak drops to 37-46% (measured)
-    return {"width": 256, "batch": 16, "depth": 4, "n_real": 2}
+    return {"width": 256, "batch": 16, "depth": 4, "n_nets": 2}
 
 
-def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_real: int = 1, device=None,
+def bench_signal_noise(width=None, batch=None, depth=None, n_nets=None, naive_nets: int = 1, device=None,
                        arch: str = "vanilla") -> dict:
     """``propagate_signal_noise`` (conv-ReLU nets of architecture ``arch``: vanilla, batch-normalized
     feedforward ``bn_ff`` or batch-normalized residual ``bn_res``; 3x3 circular convolutions, signal
@@ -370,13 +370,13 @@ def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_re
     dev = runtime.device(device)
     s = _sn_sizes(dev)
     width, batch = width or s["width"], batch or s["batch"]
-    depth, n_real = depth or s["depth"], n_real or s["n_real"]
+    depth, n_nets = depth or s["depth"], n_nets or s["n_nets"]
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.rand(batch, 3, 32, 32, generator=g)
-    cfg = SignalNoiseConfig(arch, depth=depth, width=width, n_real=n_real)
+    cfg = SignalNoiseConfig(arch, depth=depth, width=width, n_nets=n_nets)
     eps = cfg.epsilon
     hw = 16 * 16  # after the stride-2 stem
-    flops = 2.0 * 9 * width * width * hw * (2 * batch) * n_real * cfg.n_conv  # signal and noise, the 3x3 convs
+    flops = 2.0 * 9 * width * width * hw * (2 * batch) * n_nets * cfg.n_conv  # signal and noise, the 3x3 convs
 
     def kernel():
         propagate_signal_noise(x, cfg, generator=torch.Generator(device="cpu").manual_seed(1), device=dev,
@@ -384,12 +384,12 @@ def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_re
 
     # The peak: the same grouped convolution in the faster of the two memory layouts (on CPUs the
     # NCHW kernel's speed varies 2x with the allocation's alignment; channels-last does not).
-    a = torch.randn(2 * batch, n_real * width, 16, 16, device=dev)
-    w = torch.randn(n_real * width, width, 3, 3, device=dev)
+    a = torch.randn(2 * batch, n_nets * width, 16, 16, device=dev)
+    w = torch.randn(n_nets * width, width, 3, 3, device=dev)
     a_cl = a.contiguous(memory_format=torch.channels_last)
-    t_kernel, t_nchw = _timed_pair(kernel, lambda: F.conv2d(a, w, padding=1, groups=n_real), dev)
-    t_peak = min(t_nchw, _timed(lambda: F.conv2d(a_cl, w, padding=1, groups=n_real), dev))
-    peak = 2.0 * 9 * width * width * hw * (2 * batch) * n_real / t_peak
+    t_kernel, t_nchw = _timed_pair(kernel, lambda: F.conv2d(a, w, padding=1, groups=n_nets), dev)
+    t_peak = min(t_nchw, _timed(lambda: F.conv2d(a_cl, w, padding=1, groups=n_nets), dev))
+    peak = 2.0 * 9 * width * width * hw * (2 * batch) * n_nets / t_peak
 
     def bn(sig, noise):  # the signal's batch statistics, applied to both (test-mode BN for the noise)
         m = sig.mean(dim=(0, 2, 3), keepdim=True)
@@ -404,7 +404,7 @@ def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_re
 
     def naive():
         xs = x.to(dev)
-        for _ in range(naive_real):
+        for _ in range(naive_nets):
             stem = torch.nn.Conv2d(3, width, 3, stride=2, padding=1, padding_mode="circular", bias=False, device=dev)
             convs = [torch.nn.Conv2d(width, width, 3, padding=1, padding_mode="circular", bias=False, device=dev)
                      for _ in range(cfg.n_conv)]
@@ -429,16 +429,16 @@ def bench_signal_noise(width=None, batch=None, depth=None, n_real=None, naive_re
                         sig, noise = torch.func.jvp(torch.relu, (sig,), (noise,))
                         record(rec, sig, noise)
 
-    t_naive = _timed(naive, dev, repeat=1) * n_real / naive_real
+    t_naive = _timed(naive, dev, repeat=1) * n_nets / naive_nets
     achieved = flops / t_kernel
     return {
         "name": "signal_noise" if arch == "vanilla" else f"signal_noise_{arch}",
-        "what": (f"{n_real} {arch} conv nets, width {width}, batch {batch}, depth {depth}"
+        "what": (f"{n_nets} {arch} conv nets, width {width}, batch {batch}, depth {depth}"
                  f"{f' units of {cfg.res_depth} blocks' if arch == 'bn_res' else ''}, 16x16, {dev.type}, float32"),
         "kernel_s": t_kernel,
         "baseline": "per-realization nn.Conv2d loop with torch.func.jvp for the noise",
         "baseline_s": t_naive,
-        "baseline_note": f"timed on {naive_real} realization(s), scaled to {n_real}",
+        "baseline_note": f"timed on {naive_nets} realization(s), scaled to {n_nets}",
         "ratio": t_naive / t_kernel,
         "achieved_gflops": achieved / 1e9,
         "matmul_peak_gflops": peak / 1e9,

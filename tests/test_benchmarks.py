@@ -54,7 +54,7 @@ def test_memory_benchmark_measures_two_depths_in_fresh_processes():
 def test_signal_noise_and_resnet_jacobian_benchmarks_run_against_their_baselines():
     mod = _bench()
     for arch in ("vanilla", "bn_ff", "bn_res"):
-        rec = mod.bench_signal_noise(width=8, batch=4, depth=2, n_real=2, device="cpu", arch=arch)
+        rec = mod.bench_signal_noise(width=8, batch=4, depth=2, n_nets=2, device="cpu", arch=arch)
         assert rec["kernel_s"] > 0 and rec["baseline_s"] > 0 and rec["fraction_of_peak"] > 0
     assert {"signal_noise_bn_ff", "signal_noise_bn_res", "resnet_forward"} <= set(mod.DEFAULT)
     rec = mod.bench_resnet_forward(width=32, depth=3, n_nets=2, naive_nets=1, device="cpu")

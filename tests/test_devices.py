@@ -56,7 +56,7 @@ def test_tf32_convolutions_keep_the_statistics_within_sampling_noise(dev):
     """`allow_tf32=True` (cuDNN TF32, GPU only; a no-op on the CPU) may only be used where the
     recorded moments move by less than their own spread over realizations."""
     x = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    cfg = SignalNoiseConfig("bn_ff", depth=20, width=64, n_real=8)
+    cfg = SignalNoiseConfig("bn_ff", depth=20, width=64, n_nets=8)
     runs = {}
     for tf32 in (False, True):
         runs[tf32] = propagate_signal_noise(x, cfg, generator=torch.Generator().manual_seed(1), device=dev,

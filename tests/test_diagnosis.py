@@ -1,4 +1,5 @@
-"""sigprop.diagnose: per-layer statistics of any network, on a ResNet and a transformer block."""
+"""sigprop.diagnosis (its function sigprop.diagnose): per-layer statistics of any network, on a
+ResNet and a transformer block."""
 from __future__ import annotations
 
 import json

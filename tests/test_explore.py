@@ -42,9 +42,9 @@ def test_mean_field_point_names_the_phases():
     assert relu.phase == "divergent" and math.isinf(relu.q_star) and math.isnan(relu.chi_1)
 
 
-@pytest.mark.parametrize("bad", [{"sigma_w": -1.0}, {"sigma_b": float("nan")}, {"activation": "nope"}])
+@pytest.mark.parametrize("bad", [{"sigma_w": -1.0}, {"sigma_b": float("nan")}, {"act": "nope"}])
 def test_explorers_reject_bad_parameters(bad):
-    args = {"activation": "tanh", "sigma_w": 1.5, "sigma_b": 0.3, **bad}
+    args = {"act": "tanh", "sigma_w": 1.5, "sigma_b": 0.3, **bad}
     with pytest.raises(ValueError):
         explore.map_figure(**args)
     with pytest.raises(ValueError):
@@ -70,8 +70,8 @@ def test_map_explorer_has_the_expected_controls():
     ex = explore.map_explorer("tanh", 1.5, 0.3)
     assert isinstance(ex.widget, ipywidgets.interactive)
     kinds = {name: type(w).__name__ for name, w in ex.controls.items()}
-    assert kinds == {"activation": "Dropdown", "sigma_w": "FloatSlider", "sigma_b": "FloatSlider"}
-    assert set(explore.ACTIVATIONS) <= set(ex.controls["activation"].options)
+    assert kinds == {"act": "Dropdown", "sigma_w": "FloatSlider", "sigma_b": "FloatSlider"}
+    assert set(explore.ACTIVATIONS) <= set(ex.controls["act"].options)
     assert ex.controls["sigma_w"].value == 1.5 and ex.controls["sigma_b"].value == 0.3
     # sliders redraw when released, not on every pixel of a drag
     assert not ex.controls["sigma_w"].continuous_update
@@ -80,7 +80,7 @@ def test_map_explorer_has_the_expected_controls():
 
 def test_moving_a_slider_redraws_the_figure():
     ex = explore.phase_explorer("tanh", 1.5, 0.3)
-    assert set(ex.controls) == {"activation", "sigma_w", "sigma_b"}
+    assert set(ex.controls) == {"act", "sigma_w", "sigma_b"}
     before, png = ex.figure, ex.image.value
     ex.controls["sigma_w"].value = 2.2
     assert ex.params["sigma_w"] == 2.2 and ex.figure is not before

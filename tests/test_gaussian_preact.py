@@ -237,10 +237,10 @@ def test_c_map_fixes_one_and_q_star_is_one():
         a = gp.activation(3.0, fam)
         sw = math.sqrt(math.gamma(1 + 2 / 3.0))
         assert abs(mf.q_star(a, sw, 0.0) - 1) < 1e-8
-        assert abs(float(gp.c_map(1.0, 3.0, fam)) - 1) < 1e-8
-    assert abs(float(gp.c_map(0.0, 3.0, "odd"))) < 1e-10
+        assert abs(float(gp.c_map_theta(1.0, 3.0, fam)) - 1) < 1e-8
+    assert abs(float(gp.c_map_theta(0.0, 3.0, "odd"))) < 1e-10
     # Poincare: odd family is chaotic, chi_1 >= 1
-    assert all(gp.chi_1(th, "odd") > 1 for th in (2.5, 4.0, 10.0))
+    assert all(gp.chi_1_theta(th, "odd") > 1 for th in (2.5, 4.0, 10.0))
 
 
 def test_make_mlp_gives_unit_variance_logits_shape():
@@ -277,4 +277,4 @@ def test_two_inputs_start_with_the_requested_correlation_and_follow_the_c_map():
     za, zb = z[:, :, 0], z[:, :, 1]
     c = ((za * zb).sum(-1) / (za.norm(dim=-1) * zb.norm(dim=-1))).mean(1)
     assert abs(float(c[0]) - 0.3) < 0.03
-    assert abs(float(c[1]) - float(gp.c_map(0.3, 4.0, "positive"))) < 0.03
+    assert abs(float(c[1]) - float(gp.c_map_theta(0.3, 4.0, "positive"))) < 0.03

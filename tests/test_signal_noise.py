@@ -104,7 +104,7 @@ CASES = [
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # inside torch.func
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_noise_is_the_jacobian_vector_product_of_the_network(case):
-    cfg = SignalNoiseConfig(depth=3, width=5, n_real=2, **case)
+    cfg = SignalNoiseConfig(depth=3, width=5, n_nets=2, **case)
     x = torch.randn(2, 6, 3, 8, 8, generator=gen(10), dtype=F64)
     dx = torch.randn(2, 6, 3, 8, 8, generator=gen(11), dtype=F64)
     _, seen = run_capture(x, cfg, dx)
@@ -119,7 +119,7 @@ def test_noise_is_the_jacobian_vector_product_of_the_network(case):
 
 @pytest.mark.parametrize("arch", ["bn_ff", "bn_res"])
 def test_noise_equals_a_central_difference_with_frozen_statistics(arch):
-    cfg = SignalNoiseConfig(arch, depth=2, width=6, n_real=1, epsilon=1e-3)
+    cfg = SignalNoiseConfig(arch, depth=2, width=6, n_nets=1, epsilon=1e-3)
     x = torch.randn(1, 8, 3, 8, 8, generator=gen(3), dtype=F64)
     dx = torch.randn(1, 8, 3, 8, 8, generator=gen(4), dtype=F64)
     _, seen = run_capture(x, cfg, dx)
@@ -149,7 +149,7 @@ def test_noise_equals_a_central_difference_with_frozen_statistics(arch):
 
 
 def test_batch_norm_rescales_the_noise_without_centring_it():
-    cfg = SignalNoiseConfig("bn_ff", depth=1, width=8, n_real=1, epsilon=1e-3)
+    cfg = SignalNoiseConfig("bn_ff", depth=1, width=8, n_nets=1, epsilon=1e-3)
     x = torch.randn(1, 16, 3, 8, 8, generator=gen(5), dtype=F64)
     dx = torch.ones_like(x)  # a constant noise: its image under the conv is far from centred
     _, seen = run_capture(x, cfg, dx)
@@ -163,7 +163,7 @@ def test_batch_norm_rescales_the_noise_without_centring_it():
 
 
 def test_convolutions_are_periodic_shift_equivariant():
-    cfg = SignalNoiseConfig("bn_res", depth=3, width=6, n_real=2)
+    cfg = SignalNoiseConfig("bn_res", depth=3, width=6, n_nets=2)
     x = torch.randn(2, 4, 3, 16, 16, generator=gen(6), dtype=F64)
     dx = torch.randn(2, 4, 3, 16, 16, generator=gen(7), dtype=F64)
     tr, seen = run_capture(x, cfg, dx)
@@ -178,7 +178,7 @@ def test_convolutions_are_periodic_shift_equivariant():
 
 def test_internal_rescaling_is_exact():
     # chi does not see the scale of the noise; a vanilla ReLU net is positively homogeneous.
-    cfg = SignalNoiseConfig("vanilla", depth=30, width=8, n_real=2)
+    cfg = SignalNoiseConfig("vanilla", depth=30, width=8, n_nets=2)
     x = torch.randn(2, 4, 3, 8, 8, generator=gen(8), dtype=F64)
     dx = torch.randn(2, 4, 3, 8, 8, generator=gen(9), dtype=F64)
     a = propagate_signal_noise(x, cfg, noise=dx, generator=gen(1), device=CPU, dtype=F64)
@@ -191,7 +191,7 @@ def test_internal_rescaling_is_exact():
 
 @pytest.mark.parametrize("arch", ["vanilla", "bn_ff", "bn_res"])
 def test_moments_equal_a_direct_computation(arch):
-    cfg = SignalNoiseConfig(arch, depth=4, width=6, n_real=3)
+    cfg = SignalNoiseConfig(arch, depth=4, width=6, n_nets=3)
     x = prepare_inputs(torch.rand(20, 3, 16, 16, generator=gen(12)), 3, 5, generator=gen(13)).double()
     dx = torch.randn(x.shape, generator=gen(14), dtype=F64)
     tr, seen = run_capture(x, cfg, dx, reff_every=2)
@@ -228,7 +228,7 @@ def test_moments_equal_a_direct_computation(arch):
 
 def test_he_initialization_conserves_second_moments_in_expectation():
     # Labatie 2019, Theorem 1: E[nu2(x^l) | x^{l-1}] = nu2(x^{l-1}), and likewise mu2(dx).
-    cfg = SignalNoiseConfig("vanilla", depth=3, width=16, n_real=600, fully_connected=True)
+    cfg = SignalNoiseConfig("vanilla", depth=3, width=16, n_nets=600, fully_connected=True)
     x = prepare_inputs(torch.rand(64, 3, 8, 8, generator=gen(15)), 600, 16, generator=gen(16))
     tr = propagate_signal_noise(x, cfg, generator=gen(17), device=CPU)
     prev = torch.cat([tr.stem["nu2"][None], tr.moment("nu2")[:-1]])
@@ -241,7 +241,7 @@ def test_he_initialization_conserves_second_moments_in_expectation():
 def test_activation_step_after_batch_norm_matches_its_prediction():
     # At small depth z is nearly Gaussian: delta_phi chi ~ sqrt(pi / (pi - 1)) = 1.2112,
     # and the nu1(|z|) formula holds layer by layer to about 1 %.
-    cfg = SignalNoiseConfig("bn_ff", depth=4, width=64, n_real=4, fully_connected=True)
+    cfg = SignalNoiseConfig("bn_ff", depth=4, width=64, n_nets=4, fully_connected=True)
     x = prepare_inputs(torch.rand(400, 3, 8, 8, generator=gen(18)), 4, 256, generator=gen(19))
     tr = propagate_signal_noise(x, cfg, generator=gen(20), device=CPU)
     measured = tr.delta_chi("act")
@@ -251,7 +251,7 @@ def test_activation_step_after_batch_norm_matches_its_prediction():
 
 
 def test_runs_are_deterministic_and_chunks_are_independent_runs():
-    cfg = SignalNoiseConfig("bn_res", depth=3, width=4, n_real=4)
+    cfg = SignalNoiseConfig("bn_res", depth=3, width=4, n_nets=4)
     x = torch.randn(4, 3, 8, 8, generator=gen(21))
     a = propagate_signal_noise(x, cfg, generator=gen(2), device=CPU, reff_every=1)
     b = propagate_signal_noise(x, cfg, generator=gen(2), device=CPU, reff_every=1)
@@ -265,7 +265,7 @@ def test_runs_are_deterministic_and_chunks_are_independent_runs():
 
 
 def test_thread_setting_is_restored():
-    cfg = SignalNoiseConfig("vanilla", depth=2, width=4, n_real=1)
+    cfg = SignalNoiseConfig("vanilla", depth=2, width=4, n_nets=1)
     before = torch.get_num_threads()
     propagate_signal_noise(torch.randn(4, 3, 8, 8), cfg, device=CPU, threads=1)
     assert torch.get_num_threads() == before
@@ -282,7 +282,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
     # one tensor of signal and noise: 2 * 64 * 32 * 32 * 16 floats = 8 MB
     x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     def run(d):
-        cfg = SignalNoiseConfig("bn_res", depth=d, width=16, stem_stride=1, n_real=1)
+        cfg = SignalNoiseConfig("bn_res", depth=d, width=16, stem_stride=1, n_nets=1)
         propagate_signal_noise(x, cfg, generator=torch.Generator().manual_seed(1), device="cpu")
     run(2)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -337,7 +337,7 @@ def test_fits_recover_known_laws():
     (dict(arch="bn_ff", depth=2, width=4, epsilon=-1e-3), "epsilon must be a finite number >= 0"),
     (dict(arch="bn_ff", depth=2, width=4, sigma_w2=0.0), "sigma_w2 must be a finite number > 0"),
     (dict(arch="bn_res", depth=2, width=4, res_depth=0), "res_depth must be an integer >= 1"),
-    (dict(arch="bn_ff", depth=2, width=4, n_real=0), "n_real must be an integer >= 1"),
+    (dict(arch="bn_ff", depth=2, width=4, n_nets=0), "n_nets must be an integer >= 1"),
     (dict(arch="bn_ff", depth=2, width=4, stem_stride=0), "stem_stride must be an integer >= 1"),
     (dict(arch="bn_ff", depth=2, width=4, fully_connected=True, kernel_size=5), "fully connected"),
     (dict(arch="bn_ff", depth=2, width=4, fully_connected="yes"), "fully_connected must be True or False"),
@@ -348,12 +348,12 @@ def test_bad_config_raises(kwargs, match):
 
 
 def test_bad_propagate_arguments_raise():
-    cfg = SignalNoiseConfig("bn_ff", depth=2, width=4, n_real=2)
+    cfg = SignalNoiseConfig("bn_ff", depth=2, width=4, n_nets=2)
     x = torch.randn(4, 3, 8, 8)
     run = lambda *a, **k: propagate_signal_noise(*a, device=CPU, **k)  # noqa: E731
     with pytest.raises(ValueError, match=r"x must have shape \(B, C, H, W\)"):
         run(torch.randn(4, 8, 8), cfg)
-    with pytest.raises(ValueError, match="x has 3 realizations on its first axis; config.n_real is 2"):
+    with pytest.raises(ValueError, match="x has 3 realizations on its first axis; config.n_nets is 2"):
         run(torch.randn(3, 4, 3, 8, 8), cfg)
     with pytest.raises(ValueError, match="batch of at least 2"):
         run(torch.randn(1, 3, 8, 8), cfg)
@@ -366,7 +366,7 @@ def test_bad_propagate_arguments_raise():
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):
         run(x, cfg, threads=0)
     with pytest.raises(ValueError, match="spatial size"):
-        run(torch.randn(4, 3, 2, 2), SignalNoiseConfig("bn_ff", depth=2, width=4, n_real=2, stem_stride=1))
+        run(torch.randn(4, 3, 2, 2), SignalNoiseConfig("bn_ff", depth=2, width=4, n_nets=2, stem_stride=1))
     with pytest.raises(ValueError, match="config must be a SignalNoiseConfig"):
         run(x, {"arch": "bn_ff"})
     tr = run(x, cfg)

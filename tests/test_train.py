@@ -193,3 +193,14 @@ def test_make_mlp_rejects_bad_input(args, kwargs):
     kw.update(kwargs)
     with pytest.raises(ValueError):
         train.make_mlp(*args, **kw)
+
+
+def test_make_mlp_takes_one_initialization_per_layer():
+    m = train.make_mlp([6, 5, 3], "tanh", ["orthogonal", "gaussian"], generator=torch.Generator().manual_seed(4),
+                       device="cpu")
+    g = torch.Generator().manual_seed(4)
+    w1 = init.get_init("orthogonal")((5, 6), generator=g, device="cpu")
+    w2 = init.get_init("gaussian")((3, 5), generator=g, device="cpu")
+    assert torch.equal(m[0].weight, w1) and torch.equal(m[2].weight, w2)
+    with pytest.raises(ValueError, match="one initialization per layer"):
+        train.make_mlp([6, 5, 3], "tanh", ["orthogonal"], device="cpu")

@@ -183,11 +183,11 @@ def explore_attempts():
                     fn(**{arg: value}), arg, warn_ok=True,
                     ok=lambda ex, arg=arg, value=value: ex.params[arg] == value and (
                         not ex.controls or ex.controls[arg].value == value))
-    sweep("explore.map_figure", explore.map_figure, dict(activation="tanh", sigma_w=1.5, sigma_b=0.3),
-          {"sigma_w": BAD_REAL, "sigma_b": BAD_REAL, "activation": BAD_ACT})
-    sweep("explore.mean_field_point", explore.mean_field_point, dict(activation="tanh", sigma_w=1.5, sigma_b=0.3),
-          {"sigma_w": BAD_REAL, "activation": BAD_ACT})
-    sweep("explore.phase_figure", explore.phase_figure, dict(activation="tanh", resolution=20),
+    sweep("explore.map_figure", explore.map_figure, dict(act="tanh", sigma_w=1.5, sigma_b=0.3),
+          {"sigma_w": BAD_REAL, "sigma_b": BAD_REAL, "act": BAD_ACT})
+    sweep("explore.mean_field_point", explore.mean_field_point, dict(act="tanh", sigma_w=1.5, sigma_b=0.3),
+          {"sigma_w": BAD_REAL, "act": BAD_ACT})
+    sweep("explore.phase_figure", explore.phase_figure, dict(act="tanh", resolution=20),
           {"resolution": BAD_INT + [("huge", 10**6)], "depth": BAD_INT})
 
 
@@ -228,8 +228,8 @@ def gaussian_preact_attempts():
            "device": BAD_DEVICE, "sigma_w": BAD_REAL})
     sweep("gp.make_mlp", gaussian_preact.make_mlp, dict(widths=[4, 4], theta=3.0),
           {"widths": [("neg", [4, -1]), ("float", [4, 2.5]), ("empty", [])], "theta": BAD_THETA, "generator": BAD_GEN})
-    sweep("gp.chi_1", gaussian_preact.chi_1, dict(theta=3.0), {"theta": BAD_THETA, "family": [("unknown", "x")]})
-    sweep("gp.c_map", gaussian_preact.c_map, dict(c=0.5, theta=3.0), {"c": BAD_C, "theta": BAD_THETA})
+    sweep("gp.chi_1_theta", gaussian_preact.chi_1_theta, dict(theta=3.0), {"theta": BAD_THETA, "family": [("unknown", "x")]})
+    sweep("gp.c_map_theta", gaussian_preact.c_map_theta, dict(c=0.5, theta=3.0), {"c": BAD_C, "theta": BAD_THETA})
 
 
 def init_attempts():

@@ -1,5 +1,8 @@
 r"""Signal propagation at initialization in *your* network: :func:`diagnose`.
 
+(The module is named after its concept, as every module is; the function after what you do with
+it. The guide page of the book, *Diagnose your own network*, is named after the function.)
+
 The book measures pre-activations of ensembles of random networks; :func:`diagnose` makes the
 same measurements on any :class:`torch.nn.Module` and one batch of inputs. Forward hooks on the
 network's linear, convolutional, attention and normalization layers record each layer's output

@@ -37,6 +37,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ._checks import check_budget, check_int, check_nonneg
+from ._deprecation import renamed_kwarg, warn_renamed
 from . import activations as _acts
 from . import meanfield as mf
 from . import runtime
@@ -57,8 +58,8 @@ _SIGMA_B_RANGE = (0.0, 1.5)
 _F64 = torch.float64
 
 
-def _check_params(activation: str, sigma_w: float, sigma_b: float) -> None:
-    _acts.get(activation)  # raises ValueError for an unknown name
+def _check_params(act: str, sigma_w: float, sigma_b: float) -> None:
+    _acts.get(act)  # raises ValueError for an unknown name
     check_nonneg(sigma_w, "sigma_w")
     check_nonneg(sigma_b, "sigma_b")
 
@@ -75,12 +76,12 @@ def _diverges(act, sw: torch.Tensor, sb: torch.Tensor, q_cap: float = Q_CAP) -> 
 
 @dataclass(frozen=True)
 class MeanFieldPoint:
-    r"""Mean-field quantities at one :math:`(\sigma_w, \sigma_b)`: the fixed point ``q_star``
+    r"""Mean-field quantities of the activation ``act`` at one :math:`(\sigma_w, \sigma_b)`: the fixed point ``q_star``
     (``inf`` when the length diverges), ``chi_1``, ``c_star``, the depth scale ``xi_c`` (``inf``
     on the edge of chaos) and the ``phase``: ``"ordered"``, ``"chaotic"``, ``"edge of chaos"``
     (:math:`|\chi_1 - 1| < 10^{-3}`) or ``"divergent"``."""
 
-    activation: str
+    act: str
     sigma_w: float
     sigma_b: float
     q_star: float
@@ -89,8 +90,15 @@ class MeanFieldPoint:
     xi_c: float
     phase: str
 
+    @property
+    def activation(self) -> str:
+        """Deprecated name of :attr:`act` (removed in the next release)."""
+        warn_renamed("MeanFieldPoint.activation", "MeanFieldPoint.act")
+        return self.act
 
-def mean_field_point(activation: str, sigma_w: float, sigma_b: float) -> MeanFieldPoint:
+
+@renamed_kwarg("activation", "act", "mean_field_point")
+def mean_field_point(act: str, sigma_w: float, sigma_b: float) -> MeanFieldPoint:
     r"""The fixed points, :math:`\chi_1` and :math:`\xi_c` at one point (what the explorers print).
 
     :math:`q^*` is taken as infinite when the length map, iterated from :math:`q^0 = 1`, passes
@@ -102,28 +110,28 @@ def mean_field_point(activation: str, sigma_w: float, sigma_b: float) -> MeanFie
     ValueError
         For an unknown activation or a negative or non-finite sigma.
     """
-    _check_params(activation, sigma_w, sigma_b)
-    return _mean_field_point(str(activation), float(sigma_w), float(sigma_b))
+    _check_params(act, sigma_w, sigma_b)
+    return _mean_field_point(str(act), float(sigma_w), float(sigma_b))
 
 
 @functools.lru_cache(maxsize=64)
-def _mean_field_point(activation: str, sigma_w: float, sigma_b: float) -> MeanFieldPoint:
+def _mean_field_point(act: str, sigma_w: float, sigma_b: float) -> MeanFieldPoint:
     sw = torch.tensor([float(sigma_w)], dtype=_F64)
     sb = torch.tensor([float(sigma_b)], dtype=_F64)
-    if bool(_diverges(activation, sw, sb)[0]):
+    if bool(_diverges(act, sw, sb)[0]):
         nan = float("nan")
-        return MeanFieldPoint(activation, float(sigma_w), float(sigma_b), math.inf, nan, nan, nan, "divergent")
-    q = float(mf.q_star(activation, float(sigma_w), float(sigma_b)))
+        return MeanFieldPoint(act, float(sigma_w), float(sigma_b), math.inf, nan, nan, nan, "divergent")
+    q = float(mf.q_star(act, float(sigma_w), float(sigma_b)))
     if not math.isfinite(q):
         nan = float("nan")
-        return MeanFieldPoint(activation, float(sigma_w), float(sigma_b), math.inf, nan, nan, nan, "divergent")
-    chi = float(mf.chi_1(activation, float(sigma_w), float(sigma_b)))
-    cs = float(mf.c_star(activation, float(sigma_w), float(sigma_b)))
+        return MeanFieldPoint(act, float(sigma_w), float(sigma_b), math.inf, nan, nan, nan, "divergent")
+    chi = float(mf.chi_1(act, float(sigma_w), float(sigma_b)))
+    cs = float(mf.c_star(act, float(sigma_w), float(sigma_b)))
     # xi_c = -1 / log chi_c with chi_c = C'(c*) at q* (meanfield.xi_c would solve for c* again)
-    chi_c = chi if cs >= 1.0 else float(mf.c_map_slope(activation, cs, max(q, 1e-10), float(sigma_w), float(sigma_b)))
+    chi_c = chi if cs >= 1.0 else float(mf.c_map_slope(act, cs, max(q, 1e-10), float(sigma_w), float(sigma_b)))
     xi = math.inf if chi_c == 1.0 else (abs(-1.0 / math.log(chi_c)) if chi_c > 0 else float("nan"))
     phase = "edge of chaos" if abs(chi - 1) < 1e-3 else ("chaotic" if chi > 1 else "ordered")
-    return MeanFieldPoint(activation, float(sigma_w), float(sigma_b), q, chi, cs, xi, phase)
+    return MeanFieldPoint(act, float(sigma_w), float(sigma_b), q, chi, cs, xi, phase)
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -164,17 +172,17 @@ def _book_style(draw: Callable[..., Figure]) -> Callable[..., Figure]:
 _CURVE_CACHE: Dict[Tuple[str, float, float], Tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _c_map_curve(activation: str, point: MeanFieldPoint, nodes: int = 33) -> Tuple[np.ndarray, np.ndarray]:
+def _c_map_curve(act: str, point: MeanFieldPoint, nodes: int = 33) -> Tuple[np.ndarray, np.ndarray]:
     """C(c) at q* on a fine grid of [-1, 1]: exact at ``nodes`` Chebyshev-spaced points (the
     bivariate integrals are the costly part), a monotone cubic (PCHIP) in between."""
-    key = (activation, point.sigma_w, point.sigma_b)
+    key = (act, point.sigma_w, point.sigma_b)
     if key not in _CURVE_CACHE:
         from scipy.interpolate import PchipInterpolator
 
         k = np.arange(nodes)
         knots = np.sort(-np.cos(np.pi * k / (nodes - 1)))
         qv = max(point.q_star, 1e-10)  # q* = 0 (ordered, no bias): the small-q limit of the map
-        vals = mf.c_map(activation, torch.as_tensor(knots, dtype=_F64), qv, point.sigma_w, point.sigma_b).numpy()
+        vals = mf.c_map(act, torch.as_tensor(knots, dtype=_F64), qv, point.sigma_w, point.sigma_b).numpy()
         fine = np.linspace(-1.0, 1.0, 401)
         _CURVE_CACHE.clear()  # one entry: the explorers redraw the same point for both panels
         _CURVE_CACHE[key] = (fine, PchipInterpolator(knots, vals)(fine))
@@ -182,7 +190,8 @@ def _c_map_curve(activation: str, point: MeanFieldPoint, nodes: int = 33) -> Tup
 
 
 @_book_style
-def map_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3) -> Figure:
+@renamed_kwarg("activation", "act", "map_figure")
+def map_figure(act: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3) -> Figure:
     r"""The length map and the correlation map side by side, with their fixed points.
 
     Left: :math:`\mathcal V(q)` against the diagonal, a cobweb of the iteration from a large
@@ -195,12 +204,12 @@ def map_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 
     ValueError
         For an unknown activation or a negative or non-finite sigma.
     """
-    point = mean_field_point(activation, sigma_w, sigma_b)
+    point = mean_field_point(act, sigma_w, sigma_b)
     fig, (axq, axc) = _new_figure(2)
     q_star = point.q_star
     q_hi = 10.0 if not math.isfinite(q_star) else max(2.5 * q_star, 2.0)
     q = torch.linspace(0.0, q_hi, 81, dtype=_F64)
-    v = mf.q_map(activation, q, sigma_w, sigma_b).numpy()
+    v = mf.q_map(act, q, sigma_w, sigma_b).numpy()
     axq.plot(q.numpy(), v, color=PALETTE[0], lw=2, label=r"$\mathcal{V}(q)$")
     axq.plot([0, q_hi], [0, q_hi], color="0.4", lw=1, ls="--", label="diagonal")
     # cobweb from q0 = 0.95 q_hi: the iteration q -> V(q), read off the curve
@@ -224,7 +233,7 @@ def map_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 
 
     axc.plot([-1, 1], [-1, 1], color="0.4", lw=1, ls="--", label="diagonal")
     if math.isfinite(q_star):
-        c, cm = _c_map_curve(activation, point)
+        c, cm = _c_map_curve(act, point)
         axc.plot(c, cm, color=PALETTE[1], lw=2, label=r"$\mathcal{C}(c)$ at $q^*$")
         tangent = 1 + point.chi_1 * (c - 1)
         axc.plot(c, tangent, color=PALETTE[4], lw=1, ls=":", label=fr"slope $\chi_1$ = {_fmt(point.chi_1)}")
@@ -239,23 +248,23 @@ def map_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 
     axc.set_xlabel("$c^l$")
     axc.set_ylabel("$c^{l+1}$")
     plotting.legend_below(fig, [axq, axc], ncol=4)
-    fig.suptitle(fr"{activation}: $\sigma_w$ = {sigma_w:.2f}, $\sigma_b$ = {sigma_b:.2f} ({point.phase})")
+    fig.suptitle(fr"{act}: $\sigma_w$ = {sigma_w:.2f}, $\sigma_b$ = {sigma_b:.2f} ({point.phase})")
     return fig
 
 
 _PHASE_CACHE: Dict[Tuple[str, Tuple[float, float], Tuple[float, float], int], Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _chi_grid(activation: str, sw_range, sb_range, resolution: int):
+def _chi_grid(act: str, sw_range, sb_range, resolution: int):
     """chi_1 on the grid (NaN where the length diverges), cached per activation and grid.
 
     A picture, computed cheaply: E phi^2 and E phi'^2 are tabulated once on 400 values of
     log q in [1e-8, Q_CAP], and q* is found by iterating the interpolated length map from
     q = 1 at every grid point at once (within about 1e-4 of :func:`sigprop.meanfield.phase_diagram`,
     which solves every point exactly and is slower). The marked point is always exact."""
-    key = (activation, tuple(map(float, sw_range)), tuple(map(float, sb_range)), int(resolution))
+    key = (act, tuple(map(float, sw_range)), tuple(map(float, sb_range)), int(resolution))
     if key not in _PHASE_CACHE:
-        a = _acts.get(activation)
+        a = _acts.get(act)
         lq = np.linspace(math.log(1e-8), math.log(Q_CAP), 400)
         qt = torch.as_tensor(np.exp(lq), dtype=_F64)
         le2 = np.log(np.maximum(expect(lambda u: a.fn(u) ** 2, qt, breakpoints=a.breakpoints, tail_from=a.tail_from).numpy(), 1e-300))
@@ -284,13 +293,13 @@ def _iterate_length(q, w2, b2, lq, le2):
     return q
 
 
-def _correlation_trajectory(activation: str, point: MeanFieldPoint, depth: int,
+def _correlation_trajectory(act: str, point: MeanFieldPoint, depth: int,
                             c0: Sequence[float] = (0.2, 0.6, 0.95)) -> Optional[np.ndarray]:
     """c^l for inputs of length q* and initial correlations c0, by iterating the correlation map
     read off a fine table of C at q* (an interpolation: cheap enough for a slider)."""
     if not math.isfinite(point.q_star):
         return None
-    grid, table = _c_map_curve(activation, point)
+    grid, table = _c_map_curve(act, point)
     traj = [np.asarray(c0, dtype=float)]
     for _ in range(depth):
         traj.append(np.clip(np.interp(traj[-1], grid, table), -1.0, 1.0))
@@ -298,7 +307,8 @@ def _correlation_trajectory(activation: str, point: MeanFieldPoint, depth: int,
 
 
 @_book_style
-def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3, *,
+@renamed_kwarg("activation", "act", "phase_figure")
+def phase_figure(act: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3, *,
                  sigma_w_range: Tuple[float, float] = _SIGMA_W_RANGE,
                  sigma_b_range: Tuple[float, float] = _SIGMA_B_RANGE,
                  resolution: int = 100, depth: int = 40) -> Figure:
@@ -318,7 +328,7 @@ def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float 
         For an unknown activation, a negative or non-finite sigma, a range that is not
         increasing and non-negative, ``resolution < 8`` or ``depth < 1``.
     """
-    _check_params(activation, sigma_w, sigma_b)
+    _check_params(act, sigma_w, sigma_b)
     for name, rng in (("sigma_w_range", sigma_w_range), ("sigma_b_range", sigma_b_range)):
         if len(rng) != 2 or not (0 <= rng[0] < rng[1]) or not math.isfinite(rng[1]):
             raise ValueError(f"{name} must be (low, high) with 0 <= low < high; got {rng!r}")
@@ -327,8 +337,8 @@ def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float 
                  nbytes=resolution**2 * 8 * 60.0)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1; got {depth!r}")
-    sw, sb, chi = _chi_grid(activation, sigma_w_range, sigma_b_range, resolution)
-    point = mean_field_point(activation, sigma_w, sigma_b)
+    sw, sb, chi = _chi_grid(act, sigma_w_range, sigma_b_range, resolution)
+    point = mean_field_point(act, sigma_w, sigma_b)
     fig, (ax, axc) = _new_figure(2)
     with np.errstate(divide="ignore", invalid="ignore"):
         logchi = np.log10(chi)
@@ -347,7 +357,7 @@ def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float 
     ax.set_ylabel(r"$\sigma_b$")
     ax.set_title(fr"$\chi_1$ = {_fmt(point.chi_1)} ({point.phase})")
 
-    traj = _correlation_trajectory(activation, point, depth)
+    traj = _correlation_trajectory(act, point, depth)
     if traj is None:
         axc.text(0.5, 0.5, "the length diverges:\nno correlation map", ha="center", va="center",
                  transform=axc.transAxes)
@@ -364,7 +374,7 @@ def phase_figure(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float 
     axc.set_ylabel("$c^l$")
     axc.set_title(fr"correlations: $\xi_c$ = {_fmt(point.xi_c)} layers")
     plotting.legend_below(fig, [ax, axc], ncol=4)
-    fig.suptitle(fr"{activation}: $\sigma_w$ = {sigma_w:.2f}, $\sigma_b$ = {sigma_b:.2f}")
+    fig.suptitle(fr"{act}: $\sigma_w$ = {sigma_w:.2f}, $\sigma_b$ = {sigma_b:.2f}")
     return fig
 
 
@@ -383,7 +393,7 @@ class Explorer:
     figure : matplotlib.figure.Figure
         The figure at the current values.
     params : dict
-        The current ``activation``, ``sigma_w`` and ``sigma_b``.
+        The current ``act`` (the activation's name), ``sigma_w`` and ``sigma_b``.
     widget : ipywidgets.interactive or None
         The controls, tied to the drawing function; ``None`` when ipywidgets is not
         installed or ``widgets=False``.
@@ -419,13 +429,16 @@ class Explorer:
         return fig
 
     def update(self, **params) -> Figure:
-        """Redraw with new values (any of ``activation``, ``sigma_w``, ``sigma_b``); returns the figure.
+        """Redraw with new values (any of ``act``, ``sigma_w``, ``sigma_b``); returns the figure.
 
         Raises
         ------
         ValueError
             For an unknown parameter name or a bad value.
         """
+        if "activation" in params and "act" in self.params:
+            warn_renamed("Explorer.update(activation=...)", "Explorer.update(act=...)")
+            params["act"] = params.pop("activation")
         unknown = set(params) - set(self.params)
         if unknown:
             raise ValueError(f"params must be among {sorted(self.params)}; got {sorted(unknown)}")
@@ -441,11 +454,11 @@ class Explorer:
         except ImportError:  # the static figure is all we can show
             return
 
-        acts = list(dict.fromkeys([self.params["activation"], *activations]))
+        acts = list(dict.fromkeys([self.params["act"], *activations]))
         style = {"description_width": "60px"}
         layout = w.Layout(width="420px")
         self.controls = {
-            "activation": w.Dropdown(options=acts, value=self.params["activation"], description="activation",
+            "act": w.Dropdown(options=acts, value=self.params["act"], description="activation",
                                      style=style),
             # a slider clamps a value outside its range: widen the range to hold the value asked for
             "sigma_w": w.FloatSlider(value=self.params["sigma_w"], min=min(_SIGMA_W_RANGE[0], self.params["sigma_w"]),
@@ -460,11 +473,11 @@ class Explorer:
 
         self.image = w.Image(value=self._static_png, format="png")
 
-        def show(activation: str, sigma_w: float, sigma_b: float) -> None:
+        def show(act: str, sigma_w: float, sigma_b: float) -> None:
             # The figure is an Image widget whose value the sliders replace, not output printed
             # into the interactive's Output widget: nothing is displayed from a widget callback,
             # so a headless client (nbclient) never has to route widget output back to the kernel.
-            fig = self.update(activation=activation, sigma_w=float(sigma_w), sigma_b=float(sigma_b))
+            fig = self.update(act=act, sigma_w=float(sigma_w), sigma_b=float(sigma_b))
             png = self._static_png if fig is self._static_figure else _png(fig)
             if self.image.value != png:
                 self.image.value = png
@@ -475,7 +488,7 @@ class Explorer:
     # What a notebook shows: the widget view for live frontends, the static image for the rest.
     def _repr_mimebundle_(self, include=None, exclude=None):
         p = self.params
-        text = (f"<{type(self).__name__}: {p['activation']}, sigma_w={p['sigma_w']:.2f}, "
+        text = (f"<{type(self).__name__}: {p['act']}, sigma_w={p['sigma_w']:.2f}, "
                 f"sigma_b={p['sigma_b']:.2f}; run in Jupyter or Colab to move the sliders>")
         bundle = {"text/plain": text, "image/png": base64.b64encode(self._static_png).decode("ascii")}
         if self.view is not None and getattr(self.view, "model_id", None):
@@ -487,7 +500,8 @@ class Explorer:
         return self._repr_mimebundle_()["text/plain"]
 
 
-def map_explorer(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3, *,
+@renamed_kwarg("activation", "act", "map_explorer")
+def map_explorer(act: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3, *,
                  widgets: bool = True) -> Explorer:
     r"""The length and correlation maps (:func:`map_figure`) with sliders for :math:`\sigma_w`,
     :math:`\sigma_b` and a menu of activations; display it as a cell's last expression.
@@ -497,12 +511,13 @@ def map_explorer(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float 
     ValueError
         For an unknown activation or a negative or non-finite sigma.
     """
-    _check_params(activation, sigma_w, sigma_b)
-    return Explorer(map_figure, {"activation": activation, "sigma_w": float(sigma_w), "sigma_b": float(sigma_b)},
+    _check_params(act, sigma_w, sigma_b)
+    return Explorer(map_figure, {"act": act, "sigma_w": float(sigma_w), "sigma_b": float(sigma_b)},
                     widgets=widgets)
 
 
-def phase_explorer(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3, *,
+@renamed_kwarg("activation", "act", "phase_explorer")
+def phase_explorer(act: str = "tanh", sigma_w: float = 1.5, sigma_b: float = 0.3, *,
                    widgets: bool = True, resolution: int = 100) -> Explorer:
     r"""The phase diagram (:func:`phase_figure`) with a point that sliders for :math:`\sigma_w`
     and :math:`\sigma_b` move, and a menu of activations. The grid of :math:`\chi_1` is computed
@@ -513,10 +528,10 @@ def phase_explorer(activation: str = "tanh", sigma_w: float = 1.5, sigma_b: floa
     ValueError
         For an unknown activation, a negative or non-finite sigma, or ``resolution < 8``.
     """
-    _check_params(activation, sigma_w, sigma_b)
+    _check_params(act, sigma_w, sigma_b)
 
-    def draw(activation: str, sigma_w: float, sigma_b: float) -> Figure:
-        return phase_figure(activation, sigma_w, sigma_b, resolution=resolution)
+    def draw(act: str, sigma_w: float, sigma_b: float) -> Figure:
+        return phase_figure(act, sigma_w, sigma_b, resolution=resolution)
 
-    return Explorer(draw, {"activation": activation, "sigma_w": float(sigma_w), "sigma_b": float(sigma_b)},
+    return Explorer(draw, {"act": act, "sigma_w": float(sigma_w), "sigma_b": float(sigma_b)},
                     widgets=widgets)

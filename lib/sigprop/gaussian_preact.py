@@ -677,16 +677,12 @@ def propagate(
     return out[:, :, 0] if c0 is None else out
 
 
-class _Act(nn.Module):
-    def __init__(self, theta: float, family: str):
-        super().__init__()
-        self.theta, self.family = theta, family
-
-    def forward(self, x: Tensor) -> Tensor:
-        return phi(x, self.theta, self.family)
-
-    def extra_repr(self) -> str:
-        return f"theta={self.theta:g}, family={self.family}"
+def _unit_gaussian(shape, *, generator=None, device=None, dtype=torch.float32, gain=1.0):
+    """The first layer of :func:`make_mlp`: :math:`\mathcal N(0, 1/n_0)` weights (drawn on the
+    generator's device, then divided by :math:`\sqrt{n_0}`)."""
+    gdev = generator.device if generator is not None else device
+    w = torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(device) / math.sqrt(shape[-1])
+    return w if gain == 1.0 else w * gain
 
 
 def make_mlp(widths: Sequence[int], theta: float, family: str = "odd", *,
@@ -699,13 +695,16 @@ def make_mlp(widths: Sequence[int], theta: float, family: str = "odd", *,
     :math:`Z^1 \sim \mathcal N(0, 1)` exactly), every later layer, the read-out included, has
     :math:`W_{ij} = V_{ij}/\sqrt{n_\text{in}}` with :math:`V \sim \mathcal W(\theta, 1)`, and the hidden
     activation is :math:`\phi_\theta` of ``family``. Biases are present (trainable) and start at 0.
-    Weights are drawn in layer order from ``generator``.
+    Weights are drawn in layer order from ``generator``. It is :func:`sigprop.train.make_mlp` with
+    these per-layer initializations and the activation :func:`activation`.
 
     Raises
     ------
     ValueError
         If ``widths`` has fewer than two entries or one below 1, or ``theta``/``family`` are invalid.
     """
+    from . import train  # train imports the data stack: load it only when a model is built
+
     theta = _check_theta(theta, allow_inf=False)
     family = _check_family(family)
     try:
@@ -714,23 +713,9 @@ def make_mlp(widths: Sequence[int], theta: float, family: str = "odd", *,
         raise ValueError(f"widths must be a sequence of integers >= 1; got {widths!r}") from None
     if len(ws) < 2 or any(w < 1 for w in ws):
         raise ValueError(f"widths must hold at least two integers >= 1; got {widths!r}")
-    dev = _device_for(device, generator)
-    gdev = generator.device if generator is not None else dev
-    sampler = weibull_init(theta)
-    layers: List[nn.Module] = []
-    for l, (fi, fo) in enumerate(zip(ws[:-1], ws[1:])):
-        lin = nn.Linear(fi, fo, device=dev, dtype=dtype)
-        with torch.no_grad():
-            if l == 0:
-                w = torch.randn((fo, fi), generator=generator, device=gdev, dtype=dtype).to(dev) / math.sqrt(fi)
-            else:
-                w = sampler((fo, fi), generator=generator, device=dev, dtype=dtype)
-            lin.weight.copy_(w)
-            lin.bias.zero_()
-        layers.append(lin)
-        if l < len(ws) - 2:
-            layers.append(_Act(theta, family))
-    return nn.Sequential(*layers)
+    inits = [_unit_gaussian] + [weibull_init(theta)] * (len(ws) - 2)
+    return train.make_mlp(ws, activation(theta, family), inits, generator=generator,
+                          device=_device_for(device, generator), dtype=dtype)
 
 
 # --------------------------------------------------------------------------- #

@@ -84,7 +84,7 @@ _check_int, _check_nonneg = check_int, check_nonneg
 def make_mlp(
     widths: Sequence[int],
     act,
-    init: Union[str, Callable[..., Tensor]] = "xavier_uniform",
+    init: Union[str, Callable[..., Tensor], Sequence[Union[str, Callable[..., Tensor]]]] = "xavier_uniform",
     *,
     gain: float = 1.0,
     sigma_b: float = 0.0,
@@ -106,7 +106,11 @@ def make_mlp(
     :math:`W^l \in \mathbb R^{n_l \times n_{l-1}}` is drawn by the sampler ``init``
     with ``gain``, in order from the first layer to the last, from ``generator``;
     biases are :math:`\mathcal N(0, \sigma_b^2)` (zero by default, as in Glorot &
-    Bengio 2010). The read-out is initialized like the hidden layers.
+    Bengio 2010). The read-out is initialized like the hidden layers, unless ``init`` is a
+    sequence with one initialization per layer (e.g. a Gaussian first layer and symmetric
+    Weibull weights after it, as :func:`sigprop.gaussian_preact.make_mlp` builds). This is the
+    library's one builder of trainable MLPs; :class:`sigprop.ensemble.MLPLayerSampler` draws the
+    same layers for ensembles of untrained networks.
 
     Parameters
     ----------
@@ -114,8 +118,9 @@ def make_mlp(
         :math:`(n_0, \dots, n_L)`, at least two entries, all >= 1.
     act : str or Activation
         The hidden activation :math:`\phi`.
-    init : str or callable
-        A name of :data:`sigprop.init.INITS` or a sampler with the same signature.
+    init : str or callable, or a sequence of them
+        A name of :data:`sigprop.init.INITS` or a sampler with the same signature; or one
+        such per layer (``len(widths) - 1`` of them).
     gain : float
         Passed to the sampler (it multiplies every weight).
     sigma_b : float
@@ -144,7 +149,16 @@ def make_mlp(
     if len(ws) < 2 or any(w < 1 for w in ws):
         raise ValueError(f"widths must hold at least two integers >= 1 (input and output); got {widths!r}")
     phi = _activations.get(act)
-    sampler = _init.get_init(init)
+    if isinstance(init, (str, bytes)) or callable(init):
+        samplers = [_init.get_init(init)] * (len(ws) - 1)
+    else:
+        try:
+            samplers = [_init.get_init(i) for i in init]
+        except TypeError:
+            raise ValueError(f"init must be a name, a sampler, or a sequence of them; got {init!r}") from None
+        if len(samplers) != len(ws) - 1:
+            raise ValueError(f"init must hold one initialization per layer, len(widths) - 1 = {len(ws) - 1}; "
+                             f"got {len(samplers)}")
     gain = _check_nonneg(gain, "gain")
     sigma_b = _check_nonneg(sigma_b, "sigma_b")
     dev = device if isinstance(device, torch.device) else runtime.device(device)
@@ -152,7 +166,7 @@ def make_mlp(
     for l, (fan_in, fan_out) in enumerate(zip(ws[:-1], ws[1:])):
         lin = nn.Linear(fan_in, fan_out, device=dev, dtype=dtype)
         with torch.no_grad():
-            w = sampler((fan_out, fan_in), generator=generator, device=dev, dtype=dtype, gain=gain)
+            w = samplers[l]((fan_out, fan_in), generator=generator, device=dev, dtype=dtype, gain=gain)
             lin.weight.copy_(w)
             if sigma_b > 0:
                 gen_dev = generator.device if generator is not None else dev
@@ -230,6 +244,12 @@ def train_classifier(
     At step 0 (before any update), every ``eval_every`` steps and after the last
     step the model is evaluated on ``test`` (when given) and ``monitor(model)``
     is recorded.
+
+    This trains *one* ``torch.nn.Module`` of any architecture with any optimizer. To train
+    hundreds of small MLPs of one depth together (a grid of :math:`\sigma_w`, as for
+    trainability phase diagrams) use :func:`sigprop.trainability.train`, which holds the
+    networks as batched tensors and sums their losses: a different job, with its own
+    mini-batch draws, not a special case of this loop.
 
     Parameters
     ----------

@@ -252,6 +252,11 @@ def train(
     only.  A network whose loss becomes non-finite keeps going (its numbers stay
     ``nan``) without affecting the others.
 
+    This is the batched counterpart of :func:`sigprop.train.train_classifier`, which trains
+    one ``torch.nn.Module`` (any architecture, any optimizer, epochs of permuted mini-batches):
+    here every network of a :math:`(\sigma_w)` grid is one slice of the same tensors, so
+    hundreds of networks cost one batched matmul a layer.
+
     Parameters
     ----------
     params : list of (W, b)

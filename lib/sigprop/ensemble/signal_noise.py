@@ -1,7 +1,7 @@
 r"""Simultaneous propagation of a signal and an infinitesimal noise (Labatie 2019).
 
 A batch of inputs :math:`x^0` (images) and a noise :math:`\mathrm d x^0` of the same
-shape are pushed through ``n_real`` independent random networks at once.  The noise is
+shape are pushed through ``n_nets`` independent random networks at once.  The noise is
 infinitesimal, so it travels through the Jacobian, :math:`\mathrm d x^l =
 (\partial x^l/\partial x^0)\,\mathrm d x^0` (a Jacobian-vector product): it shares
 every weight with the signal, it is multiplied by the activation's derivative at the
@@ -109,6 +109,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import init as _init
+from .._deprecation import renamed_kwarg, warn_renamed
 from .. import runtime
 from .. import stats as _stats
 from ._common import _check_int, _seeded
@@ -143,7 +144,7 @@ def _check_real(value, name: str, low: float, inclusive: bool = True) -> float:
 # --------------------------------------------------------------------------- #
 @dataclass(frozen=True)
 class SignalNoiseConfig:
-    r"""An ensemble of ``n_real`` random ReLU networks for :func:`propagate_signal_noise`.
+    r"""An ensemble of ``n_nets`` random ReLU networks for :func:`propagate_signal_noise`.
 
     Attributes
     ----------
@@ -166,7 +167,7 @@ class SignalNoiseConfig:
         Weight variance times fan-in, :math:`\sigma_w^2 > 0`; 2 is He initialization.
     stem_stride : int
         Stride of the stem convolution, :math:`\ge 1` (2 in the paper; 1 when ``fully_connected``).
-    n_real : int
+    n_nets : int
         Number of independent realizations (networks and noises), :math:`\ge 1`.
 
     Raises
@@ -187,13 +188,13 @@ class SignalNoiseConfig:
     epsilon: float = 1e-3
     sigma_w2: float = 2.0
     stem_stride: int = 2
-    n_real: int = 1
+    n_nets: int = 1
 
     def __post_init__(self) -> None:
         setf = object.__setattr__
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}; got {self.arch!r}")
-        for name in ("depth", "width", "res_depth", "n_real"):
+        for name in ("depth", "width", "res_depth", "n_nets"):
             setf(self, name, _check_int(getattr(self, name), name))
         if not isinstance(self.fully_connected, bool):
             raise ValueError(f"fully_connected must be True or False; got {self.fully_connected!r}")
@@ -227,6 +228,15 @@ class SignalNoiseConfig:
         """Number of convolutions after the stem: ``depth``, or ``depth * res_depth``."""
         return self.depth * (self.res_depth if self.arch == "bn_res" else 1)
 
+    @property
+    def n_real(self) -> int:
+        """Deprecated name of :attr:`n_nets` (removed in the next release)."""
+        warn_renamed("SignalNoiseConfig.n_real", "SignalNoiseConfig.n_nets")
+        return self.n_nets
+
+
+SignalNoiseConfig.__init__ = renamed_kwarg("n_real", "n_nets", "SignalNoiseConfig")(SignalNoiseConfig.__init__)
+
 
 # --------------------------------------------------------------------------- #
 # Result.
@@ -235,7 +245,7 @@ class SignalNoiseConfig:
 class SignalNoiseTrace:
     r"""Per-layer moments of one :func:`propagate_signal_noise` run.
 
-    Tensors are float64 on the CPU; the last axis indexes the ``n_real`` realizations,
+    Tensors are float64 on the CPU; the last axis indexes the ``n_nets`` realizations,
     and row ``l - 1`` of a per-layer tensor holds layer (unit) :math:`l`.
 
     Attributes
@@ -245,17 +255,17 @@ class SignalNoiseTrace:
     depth : Tensor
         ``(L,)`` int64, the layer numbers ``1..L``.
     moments : dict
-        Site -> moment name (:data:`MOMENT_KEYS`) -> ``(L, n_real)`` tensor, in the
+        Site -> moment name (:data:`MOMENT_KEYS`) -> ``(L, n_nets)`` tensor, in the
         true scale of signal and noise (the internal rescaling undone).
     stem : dict
-        Moment name -> ``(n_real,)``, at the stem's output :math:`x^0` of the stack.
+        Moment name -> ``(n_nets,)``, at the stem's output :math:`x^0` of the stack.
     inputs : dict
-        Moment name -> ``(n_real,)``, of the network's input and input noise (the
+        Moment name -> ``(n_nets,)``, of the network's input and input noise (the
         normalization of :math:`\chi`).
     reff_depth : Tensor
         ``(n_reff,)`` int64, the layers at which effective ranks were taken.
     reff_signal, reff_noise : Tensor
-        ``(n_reff, n_real)``, :math:`r_\text{eff}(x)` and :math:`r_\text{eff}(\mathrm dx)`
+        ``(n_reff, n_nets)``, :math:`r_\text{eff}(x)` and :math:`r_\text{eff}(\mathrm dx)`
         at :attr:`SignalNoiseConfig.reff_site`.
     """
 
@@ -274,7 +284,7 @@ class SignalNoiseTrace:
         return self.moments[site]
 
     def moment(self, key: str, site: str = "out") -> Tensor:
-        """``(L, n_real)``: the moment ``key`` (one of :data:`MOMENT_KEYS`) at ``site``.
+        """``(L, n_nets)``: the moment ``key`` (one of :data:`MOMENT_KEYS`) at ``site``.
 
         Raises
         ------
@@ -287,11 +297,11 @@ class SignalNoiseTrace:
 
     @property
     def chi_input(self) -> Tensor:
-        r"""``(n_real,)``: :math:`\sqrt{\mu_2(\mathrm dx^0)/\mu_2(x^0)}` of the input."""
+        r"""``(n_nets,)``: :math:`\sqrt{\mu_2(\mathrm dx^0)/\mu_2(x^0)}` of the input."""
         return torch.sqrt(self.inputs["mu2_noise"] / self.inputs["mu2"])
 
     def chi(self, site: str = "out") -> Tensor:
-        r"""``(L, n_real)``: the normalized sensitivity :math:`\chi` at ``site``
+        r"""``(L, n_nets)``: the normalized sensitivity :math:`\chi` at ``site``
         (:func:`sigprop.stats.normalized_sensitivity`).
 
         Raises
@@ -304,16 +314,16 @@ class SignalNoiseTrace:
 
     @property
     def chi_stem(self) -> Tensor:
-        r"""``(n_real,)``: :math:`\chi` at the stem's output (layer 0 of the stack)."""
+        r"""``(n_nets,)``: :math:`\chi` at the stem's output (layer 0 of the stack)."""
         return _stats.normalized_sensitivity(self.stem["mu2_noise"], self.stem["mu2"],
                                              self.inputs["mu2_noise"], self.inputs["mu2"])
 
     def _chi_prev(self) -> Tensor:
-        """``(L, n_real)``: chi at the output of the previous layer (the stem for l = 1)."""
+        """``(L, n_nets)``: chi at the output of the previous layer (the stem for l = 1)."""
         return torch.cat([self.chi_stem[None], self.chi("out")[:-1]], 0)
 
     def delta_chi(self, step: str = "total") -> Tensor:
-        r"""``(L, n_real)``: a geometric increment of :math:`\chi` in layer (unit) :math:`l`.
+        r"""``(L, n_nets)``: a geometric increment of :math:`\chi` in layer (unit) :math:`l`.
 
         ``step`` is one of
 
@@ -355,7 +365,7 @@ class SignalNoiseTrace:
         raise ValueError(f"step must be one of {allowed} for arch {arch!r}; got {step!r}")
 
     def log_moment_ratio(self, key: str = "nu2", site: str = "out") -> Tensor:
-        r"""``(L, n_real)``: :math:`\log m(x^l) - \log m(x^0)` for the moment ``key``,
+        r"""``(L, n_nets)``: :math:`\log m(x^l) - \log m(x^0)` for the moment ``key``,
         with :math:`x^0` the stem's output (Labatie 2019, Fig. 2).
 
         Raises
@@ -369,7 +379,8 @@ class SignalNoiseTrace:
 # --------------------------------------------------------------------------- #
 # Inputs.
 # --------------------------------------------------------------------------- #
-def prepare_inputs(images: Tensor, n_real: int, batch: int, generator: Optional[torch.Generator] = None,
+@renamed_kwarg("n_real", "n_nets", "prepare_inputs")
+def prepare_inputs(images: Tensor, n_nets: int, batch: int, generator: Optional[torch.Generator] = None,
                    downsample: int = 1) -> Tensor:
     r"""Draw ``batch`` distinct images per realization and standardize them per channel.
 
@@ -383,7 +394,7 @@ def prepare_inputs(images: Tensor, n_real: int, batch: int, generator: Optional[
     ----------
     images : Tensor
         ``(n_images, C, H, W)`` images (or ``(n_images, D)`` vectors).
-    n_real, batch : int
+    n_nets, batch : int
         Realizations and images per realization, ``2 <= batch <= n_images``.
     generator : torch.Generator, optional
         Source of the random choice (on the CPU or on ``images``' device).
@@ -393,7 +404,7 @@ def prepare_inputs(images: Tensor, n_real: int, batch: int, generator: Optional[
     Returns
     -------
     Tensor
-        ``(n_real, batch, C, H/downsample, W/downsample)`` float32, on ``images``' device.
+        ``(n_nets, batch, C, H/downsample, W/downsample)`` float32, on ``images``' device.
 
     Raises
     ------
@@ -403,7 +414,7 @@ def prepare_inputs(images: Tensor, n_real: int, batch: int, generator: Optional[
     if not isinstance(images, Tensor) or images.ndim not in (2, 4) or not images.is_floating_point():
         raise ValueError("images must be a floating tensor of shape (n_images, C, H, W) or (n_images, D); "
                          f"got {getattr(images, 'shape', type(images).__name__)}")
-    n_real = _check_int(n_real, "n_real")
+    n_nets = _check_int(n_nets, "n_nets")
     batch = _check_int(batch, "batch", low=2)
     if batch > images.shape[0]:
         raise ValueError(f"batch must be in 2..n_images = 2..{images.shape[0]}; got {batch}")
@@ -416,7 +427,7 @@ def prepare_inputs(images: Tensor, n_real: int, batch: int, generator: Optional[
         x = F.avg_pool2d(x, downsample)
     dev = generator.device if generator is not None else torch.device("cpu")
     idx = torch.stack([torch.randperm(x.shape[0], generator=generator, device=dev)[:batch]
-                       for _ in range(n_real)]).to(x.device)
+                       for _ in range(n_nets)]).to(x.device)
     x = x[idx]  # (R, B, C, ...)
     dims = (1,) + tuple(range(3, x.ndim))  # batch and positions, per channel
     x = x - x.mean(dims, keepdim=True)
@@ -431,12 +442,12 @@ def _draw_seeds(generator: Optional[torch.Generator], n: int) -> List[int]:
     return torch.randint(0, 2**62, (n,), generator=generator, device=dev, dtype=torch.int64).tolist()
 
 
-def _conv_weight(seed: int, n_real: int, n_out: int, n_in: int, k: int, sigma_w2: float,
+def _conv_weight(seed: int, n_nets: int, n_out: int, n_in: int, k: int, sigma_w2: float,
                  device, dtype) -> Tensor:
-    """``(n_real, n_out, n_in, k, k)`` Gaussian weights of variance sigma_w2 / (n_in k^2)."""
+    """``(n_nets, n_out, n_in, k, k)`` Gaussian weights of variance sigma_w2 / (n_in k^2)."""
     g = _seeded(seed, device)
-    w = _init.gaussian((n_real, n_out, n_in * k * k), math.sqrt(sigma_w2), generator=g, device=device, dtype=dtype)
-    return w.reshape(n_real, n_out, n_in, k, k)
+    w = _init.gaussian((n_nets, n_out, n_in * k * k), math.sqrt(sigma_w2), generator=g, device=device, dtype=dtype)
+    return w.reshape(n_nets, n_out, n_in, k, k)
 
 
 def signal_noise_parameters(config: SignalNoiseConfig, in_channels: int, generator: Optional[torch.Generator] = None,
@@ -448,9 +459,9 @@ def signal_noise_parameters(config: SignalNoiseConfig, in_channels: int, generat
     Returns
     -------
     dict
-        ``"stem"``: ``(n_real, width, in_channels, k, k)`` (LeCun variance
+        ``"stem"``: ``(n_nets, width, in_channels, k, k)`` (LeCun variance
         :math:`1/(C k^2)`); ``"convs"``: a list of ``n_conv`` tensors
-        ``(n_real, width, width, k, k)`` in the order they are applied; ``"noise_seed"``:
+        ``(n_nets, width, width, k, k)`` in the order they are applied; ``"noise_seed"``:
         the seed of the input noise drawn when none is given.
 
     Raises
@@ -461,7 +472,7 @@ def signal_noise_parameters(config: SignalNoiseConfig, in_channels: int, generat
     in_channels = _check_int(in_channels, "in_channels")
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
     seeds = _draw_seeds(generator, config.n_conv + 2)
-    k, n, r = config.kernel_size, config.width, config.n_real
+    k, n, r = config.kernel_size, config.width, config.n_nets
     return {
         "stem": _conv_weight(seeds[0], r, n, in_channels, k, 1.0, dev, dtype),
         "convs": [_conv_weight(s, r, n, n, k, config.sigma_w2, dev, dtype) for s in seeds[1:-1]],
@@ -589,26 +600,26 @@ def _reff(p: Tensor, batch: int) -> Tuple[Tensor, Tensor]:
     return torch.stack(out_s), torch.stack(out_n)
 
 
-def _as_inputs(x: Tensor, n_real: int, fully_connected: bool, name: str) -> Tensor:
+def _as_inputs(x: Tensor, n_nets: int, fully_connected: bool, name: str) -> Tensor:
     """``(R, B, C, H, W)`` from ``(B, C, H, W)``/``(R, B, C, H, W)`` (or vectors when fully connected)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise ValueError(f"{name} must be a floating tensor; got {type(x).__name__}")
     if fully_connected:
         if x.ndim in (2, 4):
-            x = x.reshape(x.shape[0], -1)[None].expand(n_real, -1, -1)
+            x = x.reshape(x.shape[0], -1)[None].expand(n_nets, -1, -1)
         elif x.ndim in (3, 5):
             x = x.reshape(x.shape[0], x.shape[1], -1)
         else:
-            raise ValueError(f"{name} must have shape (B, D), (B, C, H, W), or with a leading n_real axis; "
+            raise ValueError(f"{name} must have shape (B, D), (B, C, H, W), or with a leading n_nets axis; "
                              f"got {tuple(x.shape)}")
         x = x[..., None, None]
     else:
         if x.ndim == 4:
-            x = x[None].expand(n_real, -1, -1, -1, -1)
+            x = x[None].expand(n_nets, -1, -1, -1, -1)
         elif x.ndim != 5:
-            raise ValueError(f"{name} must have shape (B, C, H, W) or (n_real, B, C, H, W); got {tuple(x.shape)}")
-    if x.shape[0] != n_real:
-        raise ValueError(f"{name} has {x.shape[0]} realizations on its first axis; config.n_real is {n_real}")
+            raise ValueError(f"{name} must have shape (B, C, H, W) or (n_nets, B, C, H, W); got {tuple(x.shape)}")
+    if x.shape[0] != n_nets:
+        raise ValueError(f"{name} has {x.shape[0]} realizations on its first axis; config.n_nets is {n_nets}")
     if x.shape[1] < 2:
         raise ValueError(f"{name} must hold a batch of at least 2 inputs (moments are taken over the batch); "
                          f"got {x.shape[1]}")
@@ -632,15 +643,15 @@ def propagate_signal_noise(
     allow_tf32: bool = False,
     threads: Optional[int] = 1,
 ) -> SignalNoiseTrace:
-    r"""Propagate a signal and an infinitesimal noise through ``n_real`` random networks.
+    r"""Propagate a signal and an infinitesimal noise through ``n_nets`` random networks.
 
     See :mod:`sigprop.ensemble.signal_noise` for the model and the statistics.
 
     Parameters
     ----------
     x : Tensor
-        Inputs: ``(B, C, H, W)`` shared by every realization, or ``(n_real, B, C, H, W)``
-        (e.g. from :func:`prepare_inputs`); vectors ``(B, D)`` / ``(n_real, B, D)`` (or
+        Inputs: ``(B, C, H, W)`` shared by every realization, or ``(n_nets, B, C, H, W)``
+        (e.g. from :func:`prepare_inputs`); vectors ``(B, D)`` / ``(n_nets, B, D)`` (or
         images, flattened) when ``config.fully_connected``.  :math:`B \ge 2`.
     config : SignalNoiseConfig
         Architecture, width, depth and number of realizations.
@@ -690,7 +701,7 @@ def propagate_signal_noise(
     --------
     >>> import torch
     >>> from sigprop.ensemble import SignalNoiseConfig, propagate_signal_noise
-    >>> cfg = SignalNoiseConfig("bn_ff", depth=10, width=16, n_real=2)
+    >>> cfg = SignalNoiseConfig("bn_ff", depth=10, width=16, n_nets=2)
     >>> x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     >>> tr = propagate_signal_noise(x, cfg, generator=torch.Generator().manual_seed(1), device="cpu")
     >>> tr.chi().shape
@@ -704,7 +715,7 @@ def propagate_signal_noise(
         threads = _check_int(threads, "threads")
     if isinstance(reff_every, bool) or not isinstance(reff_every, numbers.Integral) or reff_every < 0:
         raise ValueError(f"reff_every must be an integer >= 0 (0: never); got {reff_every!r}")
-    R = config.n_real
+    R = config.n_nets
     chunk = R if chunk is None else _check_int(chunk, "chunk")
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
     xs = _as_inputs(x, R, config.fully_connected, "x")
