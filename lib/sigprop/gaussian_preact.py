@@ -25,7 +25,8 @@ module computes every piece:
   :mod:`sigprop.meanfield` and :mod:`sigprop.train`);
 * the layer rule: :func:`propagate` (many random networks, one scalar input) and
   :func:`make_mlp` (a trainable ``torch.nn.Sequential``);
-* the correlation map of the family: :func:`c_map`, :func:`chi_1`.
+* the correlation map of the family: :func:`c_map_theta`, :func:`chi_1_theta` (named apart from
+  :func:`sigprop.meanfield.c_map` and :func:`sigprop.meanfield.chi_1`, which take :math:`\sigma_w, \sigma_b`).
 
 .. rubric:: How :math:`\mathrm Q_\theta` is computed
 
@@ -54,6 +55,7 @@ from torch import nn
 from ._checks import check_budget, check_device, check_generator, check_int, real_tensor
 from . import activations as _activations
 from . import runtime
+from ._deprecation import renamed_function
 from ._qtheta_numerics import _PhiFunction, _arcsine_survival, _closed_form, _npdf, _table, _table_eval
 
 Tensor = torch.Tensor
@@ -64,7 +66,7 @@ __all__ = [
     "weibull_pdf", "weibull_cdf", "weibull_sample", "weibull_abs_moment", "weibull_init",
     "q_abs_moment", "q_second_moment", "q_pdf", "q_cdf", "q_survival", "q_sample",
     "phi", "phi_derivative", "activation",
-    "propagate", "make_mlp", "c_map", "chi_1",
+    "propagate", "make_mlp", "c_map_theta", "chi_1_theta",
 ]
 
 #: The values of :math:`\theta` used throughout the paper's figures.
@@ -721,7 +723,7 @@ def make_mlp(widths: Sequence[int], theta: float, family: str = "odd", *,
 # --------------------------------------------------------------------------- #
 # Correlations
 # --------------------------------------------------------------------------- #
-def c_map(c, theta: float, family: str = "odd"):
+def c_map_theta(c, theta: float, family: str = "odd"):
     r"""Correlation map of the Weibull/:math:`\phi_\theta` network under the Gaussian hypothesis.
 
     .. math::
@@ -746,8 +748,8 @@ def c_map(c, theta: float, family: str = "odd"):
     return meanfield.c_map(activation(theta, family), c, 1.0, sw, 0.0)
 
 
-def chi_1(theta: float, family: str = "odd") -> float:
-    r""":math:`\chi_1(\theta) = \Gamma(1 + 2/\theta)\,\mathbb E[\phi_\theta'(X)^2]`, the slope of :func:`c_map` at :math:`c = 1`.
+def chi_1_theta(theta: float, family: str = "odd") -> float:
+    r""":math:`\chi_1(\theta) = \Gamma(1 + 2/\theta)\,\mathbb E[\phi_\theta'(X)^2]`, the slope of :func:`c_map_theta` at :math:`c = 1`.
 
     It depends on :math:`\theta` and the family only (no :math:`\sigma_w` to tune). By the Gaussian
     Poincaré inequality :math:`\mathbb E\phi'(X)^2 \ge \operatorname{Var}\phi(X)`, so
@@ -764,3 +766,8 @@ def chi_1(theta: float, family: str = "odd") -> float:
     theta = _check_theta(theta)
     sw = math.sqrt(1.0 / q_second_moment(theta))
     return meanfield.chi_1(activation(theta, family), sw, 0.0, q=1.0)
+
+
+# Deprecated aliases (one release; CHANGELOG.md): these shared meanfield's names with other signatures.
+c_map = renamed_function(c_map_theta, "c_map", "sigprop.gaussian_preact")
+chi_1 = renamed_function(chi_1_theta, "chi_1", "sigprop.gaussian_preact")
