@@ -8,6 +8,19 @@
 Each benchmark returns a record with the kernel's time, the baseline's time (measured
 on a sample of points when the full baseline would take minutes, then scaled, which
 the record says), their ratio, and the accuracy of the kernel against the baseline.
+
+How times and memory are measured, and why:
+
+* A kernel and its peak (``torch.bmm``, grouped ``conv2d``) are timed alternately and the best
+  of each kept (``_timed_pair``): on a 2-core CPU the speed of one and the same call drifts by up
+  to 2x between runs (clock, neighbours), so a fraction of peak from two separate measurements
+  was noise. The convolution peak is the faster of NCHW and channels-last: NCHW ``conv2d``'s
+  speed depends on the allocation's alignment (182-344 GFLOP/s for identical calls;
+  channels-last 350-416).
+* Memory is the peak resident set (``VmHWM``) above its value at a reset through
+  ``/proc/self/clear_refs`` after the warm-up (``ru_maxrss`` off Linux): ``ru_maxrss`` carries
+  the parent's resident set across fork and exec, so once the benchmark process had grown every
+  child reported an increment of 0 MiB. A test runs it under a 256 MiB parent.
 """
 from __future__ import annotations
 

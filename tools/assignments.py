@@ -55,7 +55,18 @@ results, each with its reason, and writes ``grades.csv`` (the gradebook), ``repo
 ``gradescope/<student>.json`` (otter's Gradescope results format).
 
 ``check-key`` is for chapter authors: the student copy holds no solution or hidden test,
-grades 0, and with each solution pasted in place of its stub grades full marks.
+grades 0, and with each solution pasted in place of its stub grades full marks. It ignores
+solution lines that the stub already contains (a ``def`` line, a docstring): the student is
+given them, so finding them in the student copy is no leak.
+
+Why not nbgrader or otter-grader as shipped: neither gives grades a student cannot fake.
+nbgrader scores a test cell by whether the executed notebook shows an error in it, and a
+student's ``set_custom_exc`` in an earlier cell hides the error; otter runs its checks inside
+the student's kernel and pickles the results from there (``otter.execute``), so a student who
+replaces ``Checker`` writes their own grade, and otter isolates students with Docker, which does
+not run on our machines. This tool takes from otter its test-file format, its results objects
+and their Gradescope export, runs the notebook and ``answer`` in a bubblewrap sandbox
+(``tools/grade_runner.py``), and runs the tests in its own process on plain values.
 """
 from __future__ import annotations
 

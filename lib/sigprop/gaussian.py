@@ -40,6 +40,18 @@ bivariate rule reaches 1e-9 against the arc-cosine (relu) and arcsine (erf)
 kernels over :math:`|c| \le 0.999`.  Without declared breakpoints a kinked
 function converges only algebraically (about 1e-4 at default settings).
 
+**History of the method (measured).** The foundation issue asked for Gauss-Hermite; the panel rule
+replaced it for the reason above. Graded tail panels came later: uniform panels of width
+:math:`1.75/\sqrt q` cost :math:`O(\sqrt q)` evaluations a point (a relu phase diagram's moment
+table reaches :math:`q = 2.5\cdot 10^4`: 1535 panels a point there) and, past the 8192-panel cap,
+lose accuracy. With ``tail_from`` they keep ``1.25 * 2U / 1.75`` uniform panels on
+:math:`|u| \le U` and let the edges grow geometrically (ratio at most 1.3, no panel wider than 2 in
+:math:`z`). Checked against closed forms up to :math:`q = 10^{10}` (relu to 1e-13, erf to 1e-12, where
+the uniform rule is off by more than 1e-8) and against mpmath (:math:`\mathbb E\tanh'^2` to 1e-10,
+where the uniform rule was off by up to 3e-9); a test checks each activation's tail claim. User
+activations declare no tails and keep the uniform rule. Effect: 200x200 phase diagrams of relu
+2.9 s -> 0.14 s, gelu 4.3 -> 0.18 s, selu 5.2 -> 0.26 s, every point classified as before.
+
 All routines are float64 by default, broadcast their parameters, run on the
 device of their tensor inputs, and split large grids into chunks so memory stays
 bounded.

@@ -3,6 +3,12 @@
 Each layer's tensors are reduced as soon as they are computed (pooled moments in
 float64, Gram matrices, histogram counts) into buffers of one row per layer, kept
 on the simulation device until the run ends; no layer's activations are stored.
+
+Why the moments stay in the simulation's precision: the first reducer copied every layer's
+tensors to float64 before taking moments; on a CPU the copy and the float64 powers cost more than
+the layer's matrix product (profiled: 60% of ``propagate_mlp`` at width 1024). Summing rows in
+float32 and only the row sums in float64 took the MLP kernel from 37% to 48-58% of the CPU's
+batched-matmul FLOP/s at width 1024, at a relative error below 1e-6.
 """
 from __future__ import annotations
 
