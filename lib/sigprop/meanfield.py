@@ -18,6 +18,22 @@ Gaussian with variance :math:`q^l` and two inputs have correlation :math:`c^l`:
 
     \chi_1 = \mathcal C'(1) = \sigma_w^2\,\mathbb E\,\phi'(\sqrt{q^*} z)^2 .
 
+The chapter's equations, one function each:
+
+* the length map :math:`\mathcal V` (:func:`q_map`), its slope (:func:`q_map_slope`), its fixed
+  point :math:`q^*` (:func:`q_star`) and trajectory (:func:`iterate_q`);
+* :math:`\chi_1` (:func:`chi_1`), the order/chaos criterion;
+* the correlation map :math:`\mathcal C` (:func:`c_map`, :func:`c_map_slope`), the two-input
+  kernel for unequal lengths (:func:`covariance_map`), the fixed point :math:`c^*` (:func:`c_star`),
+  :math:`\chi_c` (:func:`chi_c`) and the joint trajectory (:func:`iterate_c`);
+* the depth scales :math:`\xi_q`, :math:`\xi_c` (:func:`xi_q`, :func:`xi_c`);
+* the edge of chaos :math:`\chi_1 = 1` (:func:`eoc_sigma_w`, :func:`eoc_curve`);
+* per-layer forward and backward variances of a given MLP (:func:`layer_variances`);
+* the phase diagram on a :math:`(\sigma_w, \sigma_b)` grid (:func:`phase_diagram`).
+
+How they are solved (Gaussian moments, safeguarded Newton, the shared moment table of large
+grids, the divergence test) is in the private module ``sigprop._meanfield_solvers``.
+
 Every function takes an activation (registry name or :class:`~sigprop.activations.Activation`)
 and broadcastable parameters: scalars in, floats out; tensors in, tensors out
 (float64, on the input's device).  A whole :math:`(\sigma_w,\sigma_b)` grid is one call.
@@ -359,9 +375,7 @@ def xi_q(act: ActLike, sigma_w: Param, sigma_b: Param):
     # at q* = 0 the slope is its q -> 0+ limit, chi_1 = sigma_w^2 (phi'(0+)^2 + phi'(0-)^2) / 2
     rate = torch.where(fin, p["sigma_w"] ** 2 * slope, p["sigma_w"] ** 2 * ed2)
     rate = torch.where(torch.isfinite(qs), rate, torch.full_like(rate, float("nan")))
-    if not (qs == 0).any():
-        pass
-    else:
+    if (qs == 0).any():
         rate = torch.where(qs == 0, p["sigma_w"] ** 2 * _d2_at_zero(a, qs), rate)
     return _out(_depth_scale(rate), scalar)
 
