@@ -4,7 +4,9 @@ names the argument, the value and the allowed range.
 
 One helper per kind of argument: integers (:func:`check_int`), real numbers
 (:func:`check_real`), non-negative scales (:func:`check_nonneg`), arrays of reals
-(:func:`real_tensor`), data tensors (:func:`check_tensor`), random generators
+(:func:`real_tensor`, :func:`real_array`), non-negative scales that may be tensors
+(:func:`check_scale`), data tensors (:func:`check_tensor`), shapes (:func:`check_shape`),
+functions (:func:`check_callable`), paths (:func:`check_path`), random generators
 (:func:`check_generator`), devices (:func:`check_device`), floating dtypes
 (:func:`check_dtype`), and budgets for work that would run for minutes or exhaust memory
 (:func:`check_budget`). Modules import these by their public names (no underscore), so that
@@ -23,7 +25,8 @@ import torch
 Tensor = torch.Tensor
 
 __all__ = ["check_int", "check_real", "check_nonneg", "real_tensor", "real_array", "check_tensor", "check_generator",
-           "check_device", "check_dtype", "check_budget", "BUDGET_ENV"]
+           "check_device", "check_dtype", "check_budget", "BUDGET_ENV", "check_shape", "check_callable",
+           "check_scale", "check_path"]
 
 
 def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
@@ -186,3 +189,46 @@ def real_array(value, name: str, *, low: Optional[float] = None, strict: bool = 
     if low is not None and (bool(torch.any(t <= low)) if strict else bool(torch.any(t < low))):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {low}; got {value!r}")
     return t
+
+
+def check_shape(shape, name: str = "shape", *, min_dim: int = 0, low: int = 0) -> tuple:
+    """A sequence of integers (not a string, not floats such as 2.5) with at least
+    ``min_dim`` entries, each ``>= low``; a bare integer is a 1-D shape."""
+    if isinstance(shape, (numbers.Integral, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    ok = isinstance(shape, (tuple, list)) and all(  # 4.0 is taken as 4, 2.5 is not
+        isinstance(s, (numbers.Real, np.integer, np.floating)) and not isinstance(s, bool)
+        and math.isfinite(s) and float(s).is_integer() for s in shape)
+    if not ok or len(shape) < min_dim or any(s < low for s in shape):
+        what = f"at least {min_dim} " if min_dim else ""
+        raise ValueError(f"{name} must be a sequence of {what}integers >= {low}; got {shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def check_callable(value, name: str, what: str = "a function") -> object:
+    """A callable (a function, a lambda, a module)."""
+    if not callable(value):
+        raise ValueError(f"{name} must be {what} (a callable); got {value!r} ({type(value).__name__})")
+    return value
+
+
+def check_scale(value, name: str):
+    """A non-negative finite number (returned as float), or a real tensor of them (returned as is)."""
+    if isinstance(value, Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise ValueError(f"{name} must be a real number or a real tensor; got dtype {value.dtype}")
+        if not bool(torch.all(torch.isfinite(value))) or bool(torch.any(value < 0)):
+            raise ValueError(f"{name} must be finite and >= 0; got {value}")
+        return value
+    return check_real(value, name, 0.0)
+
+
+def check_path(path, name: str = "path"):
+    """A str or os.PathLike (not empty), as a :class:`pathlib.Path`."""
+    from pathlib import Path
+
+    if isinstance(path, (str, os.PathLike)) and str(path):
+        return Path(path)
+    raise ValueError(f"{name} must be a path (a str or pathlib.Path); got {path!r} ({type(path).__name__})")

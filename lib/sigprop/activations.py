@@ -89,6 +89,15 @@ class Activation:
     breakpoints: Tuple[float, ...] = ()
     tail_from: Optional[float] = None
 
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string; got {self.name!r}")
+        for arg in ("fn", "deriv"):
+            if not callable(getattr(self, arg)):
+                raise ValueError(f"{arg} must be a callable mapping a tensor to a tensor; got {getattr(self, arg)!r}")
+        if self.kernel is not None and not callable(self.kernel):
+            raise ValueError(f"kernel must be a callable K(q1, q2, q12) or None; got {self.kernel!r}")
+
     def __call__(self, x: Tensor) -> Tensor:
         return self.fn(x)
 
@@ -128,11 +137,12 @@ def register(
         ``deriv`` disagrees with the numerical derivative of ``fn``.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError("name must be a non-empty string")
+        raise ValueError(f"name must be a non-empty string; got {name!r}")
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"activation {name!r} is already registered; pass overwrite=True to replace it")
-    if not callable(fn) or not callable(deriv):
-        raise ValueError("fn and deriv must be callables mapping a tensor to a tensor")
+    for arg, value in (("fn", fn), ("deriv", deriv)):
+        if not callable(value):
+            raise ValueError(f"{arg} must be a callable mapping a tensor to a tensor; got {value!r}")
     x = torch.tensor([-2.3, -0.7, 0.31, 1.3, 2.9], dtype=torch.float64)
     h = 1e-6
     num = (fn(x + h) - fn(x - h)) / (2 * h)

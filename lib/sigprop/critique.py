@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import activations as _acts
-from ._checks import check_budget, check_device, check_generator, check_int, check_real
+from ._checks import check_budget, check_device, check_generator, check_int, check_real, check_shape, real_array
 from . import meanfield as _mf
 from .gaussian import expect
 
@@ -346,9 +346,7 @@ def sample_weibull2(shape: Sequence[int], generator: Optional[torch.Generator] =
     """
     from . import gaussian_preact as _gp
 
-    shape = tuple(int(s) for s in shape)
-    if any(s < 0 for s in shape):
-        raise ValueError(f"shape must have non-negative entries; got {shape}")
+    shape = check_shape(shape, "shape")
     return _gp.weibull_sample(shape, 2.0, generator=generator, device=device, dtype=dtype)
 
 
@@ -560,7 +558,7 @@ def relu_kurtosis_exact(width, depth: int) -> Tensor:
         For a width < 1 or depth < 1.
     """
     L = _check_int(depth, "depth")
-    n = torch.as_tensor(width, dtype=torch.float64)
+    n = real_array(width, "width")
     if bool((n < 1).any()):
         raise ValueError(f"width must be >= 1; got {width!r}")
     ls = torch.arange(1, L + 1, dtype=torch.float64).reshape((-1,) + (1,) * n.ndim)
@@ -622,7 +620,7 @@ def mean_field_class_correlation(act, sigma_w: float, sigma_b: float, corr_in: T
     """
     from .stats import class_correlation_matrix
 
-    corr = torch.as_tensor(corr_in, dtype=torch.float64).cpu()
+    corr = real_array(corr_in, "corr_in").cpu()
     if corr.ndim != 2 or corr.shape[0] != corr.shape[1]:
         raise ValueError(f"corr_in must be a square matrix; got shape {tuple(corr.shape)}")
     lays = [int(x) for x in layers]

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from . import runtime
+from ._checks import check_path
 
 __all__ = [
     "Dataset", "ChecksumError", "load", "load_mnist", "load_cifar10", "load_digits",
@@ -106,6 +107,15 @@ class Dataset:
     #: (offline subset)". ``source`` keeps the file names for debugging.
     description: str = ""
 
+    def __post_init__(self):
+        if not isinstance(self.images, torch.Tensor) or self.images.ndim < 1 or self.images.is_complex():
+            raise ValueError(f"images must be a real tensor of shape [N, ...]; got {type(self.images).__name__} "
+                             f"{tuple(getattr(self.images, 'shape', ()))}")
+        if (not isinstance(self.labels, torch.Tensor) or self.labels.ndim != 1
+                or self.labels.shape[0] != self.images.shape[0] or self.labels.is_floating_point()):
+            raise ValueError(f"labels must be an integer tensor of shape [N] with N = {self.images.shape[0]} "
+                             f"(one per image); got {type(self.labels).__name__} {tuple(getattr(self.labels, 'shape', ()))}")
+
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
@@ -151,6 +161,8 @@ def as_labelled(data, name: str = "data", flatten: bool = False) -> Tuple[Tensor
 
 def data_root(root: Optional[PathLike] = None) -> Path:
     """The data folder: ``root``, else ``$SIGPROP_DATA``, else ``~/.cache/sigprop``."""
+    if root is not None:
+        root = check_path(root, "root")
     if root is None:
         root = os.environ.get("SIGPROP_DATA") or Path.home() / ".cache" / "sigprop"
     return Path(root).expanduser()
@@ -175,7 +187,7 @@ def read_idx(path: PathLike) -> Tensor:
     ValueError
         If the header is not IDX or the payload size does not match it.
     """
-    path = Path(path)
+    path = check_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"IDX file not found: {path}")
     raw = path.read_bytes()
@@ -218,7 +230,7 @@ def read_cifar10_bin(path: PathLike) -> Tuple[Tensor, Tensor]:
     ValueError
         If the file size is not a positive multiple of 3073 or a label exceeds 9.
     """
-    path = Path(path)
+    path = check_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"CIFAR-10 binary file not found: {path}")
     raw = np.fromfile(path, dtype=np.uint8)
@@ -256,7 +268,11 @@ def download_file(url: str, dest: PathLike, md5: str) -> Path:
     ChecksumError
         If the downloaded bytes do not have MD5 ``md5``.
     """
-    return _fetch(url, Path(dest), md5, replace=False)
+    if not isinstance(url, str) or not re.match(r"^[a-z][a-z0-9+.-]*://", url):
+        raise ValueError(f"url must be a URL string (https://... or file://...); got {url!r}")
+    if not isinstance(md5, str) or not re.fullmatch(r"[0-9a-fA-F]{32}", md5):
+        raise ValueError(f"md5 must be 32 hexadecimal digits; got {md5!r}")
+    return _fetch(url, check_path(dest, "dest"), md5, replace=False)
 
 
 def _fetch(url: str, dest: Path, md5: str, replace: bool) -> Path:
@@ -630,6 +646,8 @@ def class_balanced_subset(dataset: Dataset, per_class: int, generator: torch.Gen
     ValueError
         If ``per_class`` is not a positive integer or a class has fewer samples.
     """
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"dataset must be a sigprop.data.Dataset (from sigprop.data.load); got {type(dataset).__name__}")
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 1:
         raise ValueError(f"per_class must be a positive integer; got {per_class!r}")
     if not isinstance(generator, torch.Generator):
@@ -666,6 +684,10 @@ def standardize(images: Tensor) -> Tensor:
     ValueError
         If ``images`` has fewer than 2 samples or does not vary at all.
     """
+    if not isinstance(images, torch.Tensor) or images.is_complex():
+        raise ValueError(f"images must be a real tensor of shape [N, ...]; got {type(images).__name__}")
+    if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+        raise ValueError(f"images must be finite; got {int((~torch.isfinite(images)).sum())} nan or inf value(s)")
     if images.ndim < 2 or images.shape[0] < 2:
         raise ValueError(f"images must have shape [N, ...] with N >= 2; got {tuple(images.shape)}")
     x = images.to(torch.float64)

@@ -113,6 +113,8 @@ def default_loss(output: Tensor, seed: int = 0) -> Tensor:
         raise ValueError(
             "output must be a floating-point tensor for the default loss; the model returned "
             f"{type(output).__name__}: pass loss=lambda output: ... to diagnose()")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     g = torch.randn(output.shape, generator=gen, dtype=torch.float32).to(device=output.device, dtype=output.dtype)
     return (output * g).sum()

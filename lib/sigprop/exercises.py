@@ -113,6 +113,8 @@ def evaluate(label: str, condition: Condition, message: str = "") -> CheckResult
         If ``label`` is not a valid exercise label.
     """
     _validate_label(label)
+    if not isinstance(message, str):
+        raise ValueError(f"message must be a str (what is being checked); got {message!r} ({type(message).__name__})")
     if callable(condition):
         try:
             value = condition()

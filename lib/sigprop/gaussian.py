@@ -65,7 +65,7 @@ from typing import Callable, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._checks import check_budget, check_int, real_tensor
+from ._checks import check_budget, check_callable, check_int, real_tensor
 
 Tensor = torch.Tensor
 Number = Union[float, int]
@@ -132,8 +132,7 @@ def _as_tensor(x: ArrayLike, device=None, name: str = "q") -> Tensor:
 
 
 def _check_f(f) -> None:
-    if not callable(f):
-        raise ValueError(f"f must be a function of the points (a callable); got {f!r} ({type(f).__name__})")
+    check_callable(f, "f", "a function of the points")
 
 
 def _breakpoints(breakpoints, name: str, like: Tensor) -> Tensor:

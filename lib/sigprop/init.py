@@ -48,7 +48,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import torch
 
 from . import runtime
-from ._checks import check_device, check_dtype, check_generator
+from ._checks import check_device, check_dtype, check_generator, check_scale, check_shape
 
 Tensor = torch.Tensor
 Gain = Union[float, Tensor]
@@ -76,30 +76,14 @@ __all__ = [
 # --------------------------------------------------------------------------- #
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
     try:
-        dims = tuple(int(s) for s in shape)
-        ok = all(int(s) == s for s in shape)
-    except (TypeError, ValueError):
-        ok, dims = False, ()
-    if not ok or len(dims) < 2 or any(d < 1 for d in dims):
+        return check_shape(shape, "shape", min_dim=2, low=1)
+    except ValueError:
         raise ValueError(
             f"shape must be a sequence of at least two positive integers (..., fan_out, fan_in); got {shape!r}"
-        )
-    return dims
+        ) from None
 
 
-def _check_scale(value: Gain, name: str) -> Gain:
-    """A non-negative finite number, or a tensor of them."""
-    if isinstance(value, Tensor):
-        if not value.is_floating_point() and value.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"{name} must be a real number or a real tensor; got dtype {value.dtype}")
-        if not bool(torch.all(torch.isfinite(value))) or bool(torch.any(value < 0)):
-            raise ValueError(f"{name} must be finite and >= 0; got {value}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number >= 0 or a tensor of them; got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0; got {value!r}")
-    return float(value)
+_check_scale = check_scale  # a non-negative finite number, or a tensor of them (sigprop._checks)
 
 
 

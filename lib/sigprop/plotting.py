@@ -32,6 +32,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from ._checks import check_int, check_real, real_array
+
 __all__ = [
     "use_style",
     "PALETTE",
@@ -82,6 +84,23 @@ CONTENT_WIDTH_PX = 768
 MAX_COLS = 2
 
 
+def _check_axes(ax, name: str = "ax"):
+    if not isinstance(ax, matplotlib.axes.Axes):
+        raise ValueError(f"{name} must be a matplotlib Axes (e.g. from sigprop.plotting.figure); got {ax!r} "
+                         f"({type(ax).__name__})")
+    return ax
+
+
+def _points(values, name: str, *, finite: bool = True) -> np.ndarray:
+    """A 1-D sequence of real numbers (finite unless ``finite=False``: nan leaves a gap in a line)."""
+    arr = real_array(values, name, finite=False).cpu().numpy()
+    if arr.ndim > 1:
+        raise ValueError(f"{name} must be 1-D; got shape {arr.shape}")
+    if finite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite; got {values!r}")
+    return np.atleast_1d(arr)
+
+
 def use_style(context: str = "notebook", font_scale: float = 1.0) -> None:
     """Apply the book's style.
 
@@ -100,6 +119,7 @@ def use_style(context: str = "notebook", font_scale: float = 1.0) -> None:
         raise ValueError(
             f"context must be one of 'paper', 'notebook', 'talk', 'poster'; got {context!r}"
         )
+    font_scale = check_real(font_scale, "font_scale", 0.0, lo_open=True)
     sns.set_theme(context=context, style="whitegrid", palette=PALETTE, font_scale=font_scale)
     scale = font_scale * {"paper": 0.8, "notebook": 1.0, "talk": 1.25, "poster": 1.6}[context]
     matplotlib.rcParams.update(
@@ -174,8 +194,8 @@ def figure(
         )
     if not isinstance(nrows, (int, np.integer)) or nrows < 1:
         raise ValueError(f"nrows must be an integer >= 1; got nrows={nrows!r}")
-    width = PANEL_WIDTH if width is None else float(width)
-    height = PANEL_HEIGHT if height is None else float(height)
+    width = PANEL_WIDTH if width is None else check_real(width, "width")
+    height = PANEL_HEIGHT if height is None else check_real(height, "height")
     if width < MIN_PANEL_WIDTH:
         raise ValueError(
             f"width must be >= {MIN_PANEL_WIDTH} inches per panel (~300 px on the website); "
@@ -236,6 +256,10 @@ def legend_below(fig, axes=None, ncol: Optional[int] = None, **kw):
     matplotlib.legend.Legend or None
         The legend, or None when no artist carries a label.
     """
+    if not isinstance(fig, matplotlib.figure.Figure):
+        raise ValueError(f"fig must be a matplotlib Figure; got {fig!r} ({type(fig).__name__})")
+    if ncol is not None:
+        check_int(ncol, "ncol", 1)
     if axes is None:
         axes = fig.axes
     axes = list(np.ravel(np.asarray(axes, dtype=object))) if not hasattr(axes, "get_legend_handles_labels") else [axes]
@@ -262,6 +286,10 @@ def legend_below(fig, axes=None, ncol: Optional[int] = None, **kw):
 
 def identity_line(ax, lo: float, hi: float, **kw) -> None:
     """Draw the diagonal y = x on ``ax`` (for maps and their fixed points)."""
+    _check_axes(ax)
+    lo, hi = check_real(lo, "lo"), check_real(hi, "hi")
+    if not lo < hi:
+        raise ValueError(f"lo must be < hi; got lo={lo!r}, hi={hi!r}")
     style = dict(color="0.4", lw=1, ls="--", label="identity")
     style.update(kw)
     ax.plot([lo, hi], [lo, hi], **style)
@@ -269,8 +297,11 @@ def identity_line(ax, lo: float, hi: float, **kw) -> None:
 
 def mark_fixed_points(ax, points: Iterable[float], stable: Optional[Sequence[bool]] = None, color=None, **kw) -> None:
     """Mark fixed points on the diagonal: filled for stable, hollow for unstable."""
-    pts = list(points)
+    _check_axes(ax)
+    pts = list(_points(points, "points"))
     flags = [True] * len(pts) if stable is None else list(stable)
+    if len(flags) != len(pts):
+        raise ValueError(f"stable must have one flag per point ({len(pts)}); got {len(flags)}")
     for p, s in zip(pts, flags):
         ax.plot(
             [p], [p], marker="o", ms=7, color=color or "k", markerfacecolor=(color or "k") if s else "white", zorder=5, **kw
@@ -294,6 +325,17 @@ def theory_vs_simulation(
     Labels read ``"<label> theory"`` and ``"<label> simulation"``.  For several series
     in one panel, pass ``color``, ``linestyle`` and ``marker`` from :func:`series_styles`.
     """
+    _check_axes(ax)
+    x_theory, y_theory = _points(x_theory, "x_theory", finite=False), _points(y_theory, "y_theory", finite=False)
+    x_sim, y_sim = _points(x_sim, "x_sim", finite=False), _points(y_sim, "y_sim", finite=False)
+    if x_theory.shape != y_theory.shape:
+        raise ValueError(f"x_theory and y_theory must have one length; got {x_theory.shape} and {y_theory.shape}")
+    if x_sim.shape != y_sim.shape:
+        raise ValueError(f"x_sim and y_sim must have one length; got {x_sim.shape} and {y_sim.shape}")
+    if yerr is not None:
+        err = real_array(yerr, "yerr", finite=False)
+        if bool((err < 0).any()):
+            raise ValueError(f"yerr must be >= 0 (an error bar's half-length); got {yerr!r}")
     ax.plot(x_theory, y_theory, color=color, lw=1.8, linestyle=linestyle, label=f"{label} theory".strip())
     ax.errorbar(
         x_sim,
@@ -313,7 +355,13 @@ def theory_vs_simulation(
 def heatmap(ax, z, x, y, *, cbar_label: str = "", log: bool = False, contour_level: Optional[float] = None, **kw):
     """Heatmap of ``z[i, j]`` over ``x[i]`` (horizontal) and ``y[j]`` (vertical) with an
     optional contour (e.g. :math:`\\chi_1 = 1`) drawn in white.  Returns the image."""
-    z = np.asarray(z, dtype=float)
+    _check_axes(ax)
+    z = real_array(z, "z", finite=False).cpu().numpy()
+    x, y = _points(x, "x"), _points(y, "y")
+    if z.shape != (x.size, y.size):
+        raise ValueError(f"z must have shape (len(x), len(y)) = ({x.size}, {y.size}); got {z.shape}")
+    if contour_level is not None:
+        contour_level = check_real(contour_level, "contour_level")
     norm = matplotlib.colors.LogNorm() if log else None
     im = ax.pcolormesh(np.asarray(x), np.asarray(y), z.T, shading="auto", norm=norm, rasterized=True, **kw)
     cb = ax.figure.colorbar(im, ax=ax)

@@ -20,6 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ._checks import check_real
+
 __all__ = ["find", "load", "table", "html", "show", "format_value"]
 
 _CHAPTER = re.compile(r"^ch\d\d$")
@@ -65,6 +67,10 @@ def load(chapter: str, root: Optional[Union[str, Path]] = None) -> dict[str, Any
 def format_value(value: Optional[float], se: Optional[float] = None) -> str:
     """``1.1992`` or ``1.199 ± 0.010``: the standard error to two significant figures
     and the value to the same decimal place; an en dash for a missing value."""
+    if value is not None:
+        value = check_real(value, "value", allow_inf=True) if not (isinstance(value, float) and math.isnan(value)) else value
+    if se is not None and not (isinstance(se, float) and math.isnan(se)):
+        se = check_real(se, "se", 0.0, allow_inf=True)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if se is None or se == 0 or not math.isfinite(se):

@@ -196,8 +196,11 @@ def progress(iterable=None, desc: Optional[str] = None, total: Optional[int] = N
     """
     from tqdm.std import tqdm
 
-    if total is not None and (isinstance(total, bool) or total < 0):
+    if total is not None and (isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 0):
         raise ValueError(f"total must be a non-negative integer or None; got {total!r}")
+    if iterable is not None and not hasattr(iterable, "__iter__"):
+        raise ValueError(f"iterable must be iterable (a list, a range, ...) or None; got {iterable!r} "
+                         f"({type(iterable).__name__})")
     if _in_kernel():
         kwargs.setdefault("file", _DisplayLine())
         kwargs.setdefault("mininterval", 0.5)

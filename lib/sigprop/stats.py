@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._checks import check_budget
+from ._checks import check_budget, check_real
 
 __all__ = [
     "Moments", "moments", "kurtosis", "raw_moment", "abs_moment", "central_moment",
@@ -26,17 +26,30 @@ Tensor = torch.Tensor
 Dim = Union[int, Sequence[int]]
 
 
-def _f64(x, name: str = "x") -> Tensor:
+def _tensor(x, name: str = "x") -> Tensor:
+    """``x`` as a real tensor (its own dtype): numbers, lists and arrays are taken, strings,
+    None, booleans and complex values refused naming ``name``."""
     if not isinstance(x, Tensor):
-        x = torch.as_tensor(np.asarray(x))
+        if x is None or isinstance(x, (str, bytes)):
+            raise ValueError(f"{name} must be a real tensor or array; got {x!r} ({type(x).__name__})")
+        try:
+            x = torch.as_tensor(np.asarray(x))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{name} must be a real tensor or array; got {x!r}") from exc
     if x.is_complex() or x.dtype == torch.bool:
         raise ValueError(f"{name} must be a real tensor; got dtype {x.dtype}")
-    return x.to(torch.float64)
+    return x
+
+
+def _f64(x, name: str = "x") -> Tensor:
+    return _tensor(x, name).to(torch.float64)
 
 
 def _dims(x: Tensor, dim: Dim, name: str = "dim") -> Tuple[int, ...]:
     """Normalise ``dim`` to sorted non-negative axes of ``x``; the reduction must be non-empty."""
-    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim) if isinstance(dim, (tuple, list)) else None
+    if dims is None or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) for d in dims):
+        raise ValueError(f"{name} must be an integer axis or a sequence of them; got {dim!r}")
     if x.ndim == 0 or not dims or any(not -x.ndim <= int(d) < x.ndim for d in dims):
         raise ValueError(f"{name} must be axes in [-{x.ndim}, {x.ndim - 1}] of a tensor of shape "
                          f"{tuple(x.shape)}; got {dim!r}")
@@ -128,8 +141,7 @@ def ks_distance_normal(x: Tensor, dim: int = -1, standardize: bool = False,
     ValueError
         Bad ``dim``, or ``std`` not positive.
     """
-    if not isinstance(x, Tensor):
-        x = torch.as_tensor(np.asarray(x))
+    x = _tensor(x)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
         raise ValueError(f"dim must be a single integer axis; got {dim!r}")
     d = _dims(x, dim)[0]
@@ -224,6 +236,8 @@ def class_correlation_matrix(corr: Tensor, labels: Tensor, n_classes: int,
     corr = _f64(corr, "corr")
     if corr.ndim < 2 or corr.shape[-1] != corr.shape[-2]:
         raise ValueError(f"corr must have shape [..., n, n]; got {tuple(corr.shape)}")
+    if not bool(torch.isfinite(corr).all()):
+        raise ValueError(f"corr must be finite; got {int((~torch.isfinite(corr)).sum())} nan or inf value(s)")
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer; got {n_classes!r}")
     labels = torch.as_tensor(labels, device=corr.device)
@@ -295,6 +309,10 @@ class RunningMoments:
     """
 
     def __init__(self, dim: Dim = -1):
+        if not (isinstance(dim, (int, np.integer)) and not isinstance(dim, bool)) and not (
+                isinstance(dim, (tuple, list)) and dim and all(isinstance(d, (int, np.integer))
+                                                                and not isinstance(d, bool) for d in dim)):
+            raise ValueError(f"dim must be an integer axis or a non-empty sequence of them; got {dim!r}")
         self.dim = dim
         self.n = 0
         self._m: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None  # mean, M2, M3, M4
@@ -399,16 +417,22 @@ def normalized_sensitivity(mu2_noise, mu2_signal, mu2_noise_in=1.0, mu2_signal_i
     """
     a, b, c, d = (_f64(v, n) for v, n in ((mu2_noise, "mu2_noise"), (mu2_signal, "mu2_signal"),
                                           (mu2_noise_in, "mu2_noise_in"), (mu2_signal_in, "mu2_signal_in")))
+    for t, n, v in ((a, "mu2_noise", mu2_noise), (b, "mu2_signal", mu2_signal), (c, "mu2_noise_in", mu2_noise_in),
+                    (d, "mu2_signal_in", mu2_signal_in)):
+        if torch.isnan(t).any() or bool((t < 0).any()) or (n.startswith("mu2_signal") and bool((t == 0).any())):
+            rng = "> 0" if n.startswith("mu2_signal") else ">= 0"
+            raise ValueError(f"{n} is a second moment and must be {rng} (not nan); got {v!r}")
     return torch.sqrt((a / b) / (c / d))
 
 
 def _fit_inputs(depth, values) -> Tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(depth.cpu() if isinstance(depth, Tensor) else depth, dtype=float)
-    v = np.asarray(values.cpu() if isinstance(values, Tensor) else values, dtype=float)
+    t, v = (_f64(a, n).cpu().numpy() for a, n in ((depth, "depth"), (values, "values")))
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"depth must be finite; got {depth!r}")
     if t.ndim != 1 or v.shape != t.shape or t.size < 2:
         raise ValueError(f"depth and values must be 1-D of the same length >= 2; got shapes {t.shape} and {v.shape}")
     if not np.all(np.isfinite(v)) or np.any(v <= 0):
-        raise ValueError("values must be finite and > 0 (their logarithm is fitted)")
+        raise ValueError(f"values must be finite and > 0 (their logarithm is fitted); got {values!r}")
     return t, v
 
 
@@ -451,11 +475,9 @@ def fit_power_law(depth, values, exponent: Optional[float] = None) -> Tuple[floa
     """
     t, v = _fit_inputs(depth, values)
     if np.any(t <= 0):
-        raise ValueError("depth must be > 0 for a power law")
+        raise ValueError(f"depth must be > 0 for a power law; got {depth!r}")
     if exponent is not None:
-        tau = float(exponent)
-        if not math.isfinite(tau):
-            raise ValueError(f"exponent must be finite; got {exponent!r}")
+        tau = check_real(exponent, "exponent")
         pw = t**tau
         return tau, float((v * pw).sum() / (pw * pw).sum())
     tau, logc = np.polyfit(np.log(t), np.log(v), 1)

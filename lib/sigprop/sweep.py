@@ -146,8 +146,13 @@ def run(
     SweepError
         When points failed (after the engine's own retries); it holds the finished results.
     """
+    if not callable(fn):
+        raise ValueError(f"fn must be a function (a module-level callable); got {fn!r} ({type(fn).__name__})")
     if not isinstance(tasks, Mapping) or not all(isinstance(v, Mapping) for v in tasks.values()):
-        raise ValueError("tasks must be a mapping {key: {argument: value}}")
+        raise ValueError(f"tasks must be a mapping {{key: {{argument: value}}}}; got {type(tasks).__name__}"
+                         + ("" if not isinstance(tasks, Mapping) else " with a value that is not a mapping"))
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        raise ValueError(f"store must be a folder path (str or pathlib.Path) or None; got {store!r}")
     if executor is not None and not isinstance(executor, cf.Executor) and not hasattr(executor, "submit"):
         raise ValueError(f"executor must be a concurrent.futures.Executor or None; got {type(executor).__name__}")
     folder = None

@@ -196,6 +196,8 @@ def evaluate(model: nn.Module, data, *, batch_size: int = 2048, device=None) -> 
         If ``data`` is malformed or ``batch_size < 1``.
     """
     batch_size = _check_int(batch_size, "batch_size")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     dev = device if isinstance(device, torch.device) else runtime.device(device)
     x, y = _as_pair(data, "data", dev)
     was_training = model.training

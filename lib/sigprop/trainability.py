@@ -58,7 +58,7 @@ from . import activations as _acts
 from . import init as _init
 from . import data as _data
 from . import runtime
-from ._checks import check_dtype
+from ._checks import check_dtype, check_generator, check_tensor
 
 Tensor = torch.Tensor
 Params = List[Tuple[Tensor, Tensor]]
@@ -158,6 +158,7 @@ def init_parameters(
     if sw.numel() not in (1, n_nets):
         raise ValueError(f"sigma_w must have one value or n_nets = {n_nets} values; got {sw.numel()}")
     check_dtype(dtype)
+    check_generator(generator)
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
     gain = sw.expand(n_nets).to(device=dev, dtype=dtype)
     sizes = [n_in] + [width] * depth + [n_out]
@@ -182,8 +183,12 @@ def forward(params: Params, x: Tensor, act) -> Tensor:
         If ``params`` is empty or ``x`` does not match the first layer.
     """
     a = _acts.get(act)
+    if not isinstance(params, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(t, Tensor) for t in p) for p in params):
+        raise ValueError(f"params must be a list of (W, b) tensor pairs (from init_parameters); got {type(params).__name__}")
     if not params:
         raise ValueError("params must hold at least one (W, b) pair")
+    check_tensor(x, "x")
     w0 = params[0][0]
     if x.ndim not in (2, 3) or x.shape[-1] != w0.shape[-1] or (x.ndim == 3 and x.shape[0] != w0.shape[0]):
         raise ValueError(
