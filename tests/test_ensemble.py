@@ -550,3 +550,37 @@ def test_fast_float32_statistics_match_a_float64_two_pass_computation():
         ref = torch.stack([td.mean(), d.square().mean(), d.pow(4).mean() / d.square().mean() ** 2 - 3])
         assert abs(mom[0] - ref[0]) < 1e-6 * (1 + abs(shift))
         assert ((mom[1:] - ref[1:]).abs() / ref[1:].abs()).max() < 1e-5
+
+
+def test_conditional_gaussian_layer_has_the_law_of_a_gaussian_layer():
+    # z = W x + b with W_ij ~ N(0, sw^2/N), b_i ~ N(0, sb^2): units i.i.d. N(0, sw^2 |x|^2/N + sb^2)
+    from sigprop.ensemble import conditional_gaussian_layer
+
+    x = torch.randn(3, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z = conditional_gaussian_layer(x.unsqueeze(1).expand(3, 4000, 50), 1.5, 0.4, generator=torch.Generator().manual_seed(1))
+    q = 1.5**2 * x.square().mean(-1) + 0.4**2
+    assert z.shape == (3, 4000, 50)
+    torch.testing.assert_close(z.var(dim=(1, 2)), q, rtol=0.03, atol=0)
+
+
+def test_random_layer_is_x_times_the_drawn_weights():
+    from sigprop.ensemble import random_layer
+
+    x = torch.randn(2, 3, 6, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(5)
+    z = random_layer(x, lambda shape: torch.randn(shape, generator=g), 4, gain=1.3, sigma_b=0.5, generator=g)
+    g2 = torch.Generator().manual_seed(5)
+    w = torch.randn((2, 4, 6), generator=g2)
+    b = torch.randn((2, 1, 4), generator=g2)
+    torch.testing.assert_close(z, x @ w.mT * (1.3 / 6**0.5) + 0.5 * b)
+
+
+def test_layer_sampler_regenerates_the_networks_of_mlp_parameters():
+    cfg = MLPConfig(depth=3, width=7, act="tanh", sigma_w=1.2, sigma_b=0.1, init="orthogonal", n_nets=2)
+    layers = ensemble.MLPLayerSampler(cfg, 5, generator=gen(8), device=CPU)
+    params = ensemble.mlp_parameters(cfg, 5, generator=gen(8), device=CPU)
+    for l, (w, b) in enumerate(params, start=1):
+        w2, b2 = layers.params(l)
+        assert torch.equal(w, w2) and torch.equal(b, b2)
+        assert torch.equal(layers.params(l)[0], w2)  # drawn again, bit for bit
+    assert not layers.gram_exact

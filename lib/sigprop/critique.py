@@ -38,6 +38,7 @@ import torch
 from . import activations as _acts
 from ._checks import check_budget, check_device, check_generator, check_int, check_real, check_shape, real_array
 from . import meanfield as _mf
+from .ensemble import conditional_gaussian_layer, random_layer
 from .gaussian import expect
 
 Tensor = torch.Tensor
@@ -425,10 +426,14 @@ def sample_preactivations(act, sigma_w: float, sigma_b: float, width: int, depth
       :math:`\sqrt{Q_l}\,g`, :math:`Q_l = \frac{\sigma_w^2}{n}\|\phi(h^l)\|^2 + \sigma_b^2`,
       :math:`g \sim \mathcal N(0, I_n)` -- the one-input case of the "gram" method of
       :func:`sigprop.ensemble.propagate_mlp` -- so no weight matrix is drawn: :math:`O(n)` per
-      layer and network.
+      layer and network (:func:`sigprop.ensemble.conditional_gaussian_layer`).
     * ``weights="weibull2"``: :math:`W_{ij} \sim \mathcal W(2, 1)` (:func:`sample_weibull2`),
       :math:`b = 0`; the first layer keeps Gaussian weights (as in Wolinski & Arbel's code),
-      and weight matrices are drawn, :math:`O(n^2)` per layer and network.
+      and weight matrices are drawn, :math:`O(n^2)` per layer and network
+      (:func:`sigprop.ensemble.random_layer`).
+
+    This function records (the first unit, pooled variances and kurtoses); the layers are
+    drawn by the shared samplers of :mod:`sigprop.ensemble`.
 
     Raises
     ------
@@ -450,6 +455,10 @@ def sample_preactivations(act, sigma_w: float, sigma_b: float, width: int, depth
     check_generator(generator)
     dev = check_device(device) if device is not None else (generator.device if generator is not None else torch.device("cpu"))
     first = torch.empty((L, m), dtype=torch.float64)
+
+    def draw_weibull2(shape):
+        return sample_weibull2(shape, generator=generator, device=dev, dtype=dtype)
+
     per = n if weights == "gaussian" else n * n
     step = max(1, int(chunk) // per)
     n_groups = 20
@@ -458,14 +467,12 @@ def sample_preactivations(act, sigma_w: float, sigma_b: float, width: int, depth
         k = min(step, m - s)
         h = math.sqrt(sw**2 * q0 + sb**2) * torch.randn((k, n), generator=generator, device=dev, dtype=dtype)
         for layer in range(L):
-            if layer > 0:
+            if layer > 0:  # the shared layer samplers of sigprop.ensemble
                 x = a.fn(h)
                 if weights == "gaussian":
-                    qv = sw**2 * x.double().square().mean(-1, keepdim=True) + sb**2
-                    h = torch.sqrt(qv).to(dtype) * torch.randn((k, n), generator=generator, device=dev, dtype=dtype)
+                    h = conditional_gaussian_layer(x, sw, sb, generator=generator)
                 else:
-                    w = sample_weibull2((k, n, n), generator=generator, device=dev, dtype=dtype)
-                    h = sw / math.sqrt(n) * torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)
+                    h = random_layer(x.unsqueeze(-2), draw_weibull2, n, gain=sw, generator=generator).squeeze(-2)
             hd = h.double()
             first[layer, s:s + k] = hd[:, 0].cpu()
             h2 = hd.square()

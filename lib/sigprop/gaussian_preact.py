@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import numbers
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -55,6 +55,7 @@ from torch import nn
 from ._checks import check_budget, check_device, check_generator, check_int, real_tensor
 from . import activations as _activations
 from . import runtime
+from .ensemble import conditional_gaussian_layer, random_layer
 from ._deprecation import renamed_function
 from ._qtheta_numerics import _PhiFunction, _arcsine_survival, _closed_form, _npdf, _table, _table_eval
 
@@ -653,28 +654,28 @@ def propagate(
     def randn(shape):
         return torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(dev)
 
+    def weights(shape):  # unit-scale weights: Weibull, Rademacher (theta = inf) or Gaussian
+        if theta is None:
+            return randn(shape)
+        if math.isinf(theta):
+            return torch.empty(shape, device=gdev, dtype=dtype).bernoulli_(0.5, generator=generator).mul_(2).sub_(1).to(dev)
+        return weibull_sample(shape, theta, generator=generator, device=dev, dtype=dtype)
+
     out = torch.empty((depth, n_nets, batch, units), device=dev, dtype=dtype)
     z = randn((n_nets, 1, width))
     if c0 is not None:
         z = torch.cat([z, c0 * z + math.sqrt(1.0 - c0 * c0) * randn((n_nets, 1, width))], dim=1)
     out[0] = z[..., :units]
-    for l in range(1, depth):
+    gain = sigma_w if theta is None else math.sqrt(1.0 - sigma_b**2)
+    for l in range(1, depth):  # the shared layer samplers of sigprop.ensemble
         y = fn(z)
-        if theta is not None:
-            if math.isinf(theta):
-                w = torch.empty((n_nets, width, width), device=gdev, dtype=dtype).bernoulli_(
-                    0.5, generator=generator).mul_(2).sub_(1).to(dev)
-            else:
-                w = weibull_sample((n_nets, width, width), theta, generator=generator, device=dev, dtype=dtype)
-            z = torch.matmul(y, w.transpose(-1, -2)) * (math.sqrt(1.0 - sigma_b**2) / math.sqrt(width))
-            del w
-        elif batch == 1:
-            # exact conditional law given the previous layer: N(0, sigma_w^2 |phi(z)|^2 / n) per unit
-            z = torch.sqrt(sigma_w**2 * y.square().mean(-1, keepdim=True)) * randn((n_nets, 1, width))
+        if theta is None and batch == 1:
+            # exact conditional law given the previous layer, then the bias
+            z = conditional_gaussian_layer(y, sigma_w, 0.0, generator=generator)
+            if sigma_b > 0:
+                z = z + sigma_b * randn((n_nets, 1, width))
         else:
-            z = torch.matmul(y, randn((n_nets, width, width)).transpose(-1, -2)) * (sigma_w / math.sqrt(width))
-        if sigma_b > 0:
-            z = z + sigma_b * randn((n_nets, 1, width))
+            z = random_layer(y, weights, width, gain=gain, sigma_b=sigma_b, generator=generator)
         out[l] = z[..., :units]
     return out[:, :, 0] if c0 is None else out
 

@@ -51,6 +51,10 @@ regenerated bit for bit whenever they are needed again.
   :class:`MLPTrace`.
 * :class:`MLPLayerSampler` -- the random layers :math:`z^l = W^l\phi(z^{l-1}) + b^l` of the
   ensemble, for any initialization: every simulation of an MLP draws its weights here.
+* :func:`random_layer`, :func:`conditional_gaussian_layer` -- one such layer drawn in order
+  from one generator (any weight law; or, for one input, Gaussian pre-activations from their
+  exact law), for simulations that walk layer by layer and record their own statistics
+  (:func:`sigprop.critique.sample_preactivations`, :func:`sigprop.gaussian_preact.propagate`).
 * :func:`mlp_parameters` -- the very weights and biases :func:`propagate_mlp`
   draws for a given generator state (for inspection and for tests).
 * :mod:`sigprop.ensemble.resnet` -- residual networks: :class:`ResNetConfig`,
@@ -87,7 +91,8 @@ References
 from __future__ import annotations
 
 from . import _common
-from .mlp import MLPConfig, MLPLayerSampler, MLPTrace, mlp_parameters, propagate_mlp
+from .mlp import (MLPConfig, MLPLayerSampler, MLPTrace, conditional_gaussian_layer, mlp_parameters, propagate_mlp,
+                  random_layer)
 from .resnet import (  # random residual networks (Tarnowski et al. 2019)
     RESNET_INITS, ResNetConfig, ResNetTrace, make_resnet, propagate_resnet, resnet_input_output_jacobian,
     resnet_jacobian_singular_values, resnet_parameters,
@@ -102,7 +107,8 @@ C_MAX = _common.C_MAX
 #: with respect to them and to the weights, ``grad_h``, ``grad_x``, ``grad_w``.
 HIST_KEYS = _common.HIST_KEYS
 
-__all__ = ["MLPConfig", "MLPTrace", "MLPLayerSampler", "propagate_mlp", "mlp_parameters", "C_MAX", "HIST_KEYS"]
+__all__ = ["MLPConfig", "MLPTrace", "MLPLayerSampler", "propagate_mlp", "mlp_parameters", "random_layer",
+           "conditional_gaussian_layer", "C_MAX", "HIST_KEYS"]
 __all__ += ["SignalNoiseConfig", "SignalNoiseTrace", "propagate_signal_noise", "signal_noise_parameters",
             "prepare_inputs"]
 __all__ += ["ResNetConfig", "ResNetTrace", "resnet_parameters", "propagate_resnet", "resnet_input_output_jacobian",

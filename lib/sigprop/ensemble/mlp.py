@@ -22,7 +22,8 @@ Tensor = torch.Tensor
 Scale = Union[float, Sequence[float], Tensor]
 Edges = Union[Tensor, Sequence[float]]
 
-__all__ = ["MLPConfig", "MLPTrace", "MLPLayerSampler", "propagate_mlp", "mlp_parameters"]
+__all__ = ["MLPConfig", "MLPTrace", "MLPLayerSampler", "propagate_mlp", "mlp_parameters", "random_layer",
+           "conditional_gaussian_layer"]
 
 
 @dataclass(frozen=True)
@@ -375,6 +376,93 @@ class MLPLayerSampler:
         if b is not None:
             h.add_(b.unsqueeze(-2))
         return h
+
+
+# --------------------------------------------------------------------------- #
+# One layer on one generator stream (networks drawn layer by layer, none stored).
+# --------------------------------------------------------------------------- #
+def _stream_randn(shape, generator, device, dtype) -> Tensor:
+    """Standard normals drawn on the generator's device, then moved to ``device``."""
+    gdev = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(device)
+
+
+def random_layer(
+    x: Tensor,
+    draw_weights: Callable[[Tuple[int, ...]], Tensor],
+    n_out: int,
+    *,
+    gain: float = 1.0,
+    sigma_b: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    r"""One random fully connected layer with freshly drawn weights, for layer-by-layer simulations.
+
+    .. math::
+
+        z = rac{	ext{gain}}{\sqrt{N}}\, x\,V^	op + \sigma_b\, g, \qquad
+        V = 	ext{draw\_weights}ig((\dots, n_	ext{out}, N)ig),\quad g \sim \mathcal N(0, I_{n_	ext{out}}),
+
+    for ``x`` of shape ``(..., batch, N)`` (the activations :math:`\phi(z^{l})` of the previous
+    layer of each network); ``V`` holds one unit-scale weight matrix per network (Gaussian,
+    symmetric Weibull, Rademacher, ...), and the bias :math:`g` is drawn after it, only when
+    :math:`\sigma_b > 0`, and shared by the batch.  With Gaussian ``V`` and ``gain`` :math:`=
+    \sigma_w` this is the layer :math:`z^{l+1} = W^l\phi(z^l) + b^l`, :math:`W_{ij} \sim
+    \mathcal N(0, \sigma_w^2/N)`, of Poole et al. (2016); with Weibull ``V`` that of Wolinski &
+    Arbel (2025).  Unlike :class:`MLPLayerSampler` (one seed per layer, weights regenerable),
+    everything is drawn in order from one ``generator``.
+
+    Returns
+    -------
+    Tensor
+        ``(..., batch, n_out)``, of the dtype and on the device of ``x``.
+    """
+    n_in = x.shape[-1]
+    w = draw_weights(tuple(x.shape[:-2]) + (int(n_out), n_in))
+    z = torch.matmul(x, w.transpose(-1, -2)) * (gain / math.sqrt(n_in))
+    del w
+    if sigma_b > 0:
+        z = z + sigma_b * _stream_randn(tuple(x.shape[:-2]) + (1, int(n_out)), generator, x.device, x.dtype)
+    return z
+
+
+def conditional_gaussian_layer(
+    x: Tensor,
+    sigma_w: float,
+    sigma_b: float = 0.0,
+    *,
+    n_out: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    r"""A Gaussian random layer for one input per network, drawn from its exact law given ``x``.
+
+    For :math:`W_{ij} \sim \mathcal N(0, \sigma_w^2/N)` and :math:`b_i \sim \mathcal N(0,
+    \sigma_b^2)`, the units of :math:`z = Wx + b` given one input :math:`x \in \mathbb R^N` are
+    i.i.d. :math:`\mathcal N(0, Q)`, :math:`Q = \sigma_w^2\lVert xVert^2/N + \sigma_b^2`, so
+    :math:`z = \sqrt Q\, g` with :math:`g \sim \mathcal N(0, I)`: no weight matrix, :math:`O(N)`
+    work per layer and network.  It is the one-input case of :meth:`MLPLayerSampler.gram_affine`
+    (Poole et al. 2016; the "gram" method of :func:`propagate_mlp`); :math:`Q` is accumulated in
+    float64.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(..., N)``: one input (the previous layer's activations) per network.
+    sigma_w, sigma_b : float
+        Weight and bias scales.
+    n_out : int, optional
+        Width of the layer (default ``N``).
+    generator : torch.Generator, optional
+        Source of :math:`g`.
+
+    Returns
+    -------
+    Tensor
+        ``(..., n_out)``, of the dtype and on the device of ``x``.
+    """
+    q = sigma_w**2 * x.double().square().mean(-1, keepdim=True) + sigma_b**2
+    shape = tuple(x.shape[:-1]) + (x.shape[-1] if n_out is None else int(n_out),)
+    return torch.sqrt(q).to(x.dtype) * _stream_randn(shape, generator, x.device, x.dtype)
 
 
 # --------------------------------------------------------------------------- #
