@@ -518,7 +518,7 @@ def bench_resnet_forward(width: int = 1024, depth: int = 16, n_nets: int = 8, na
 def bench_resnet_jacobian(width: int = 128, depth: int = 32, n_nets: int = 8, jacrev_nets: int = 2, device=None) -> dict:
     """Singular values of exact residual-network Jacobians (``sigprop.spectra``) against
     ``torch.func.jacrev`` of the same networks, one at a time."""
-    from sigprop import ensemble, spectra
+    from sigprop import ensemble
 
     dev = runtime.device(device)
     cfg = ensemble.ResNetConfig(depth=depth, width=width, act="tanh", sigma_w=1.0, sigma_b=0.1, n_nets=n_nets)
@@ -528,7 +528,7 @@ def bench_resnet_jacobian(width: int = 128, depth: int = 32, n_nets: int = 8, ja
 
     def kernel():
         gen = torch.Generator(device="cpu").manual_seed(3)  # the same networks as `params`
-        out["sv"] = spectra.resnet_jacobian_singular_values(cfg, x, generator=gen, device=dev)
+        out["sv"] = ensemble.resnet_jacobian_singular_values(cfg, x, generator=gen, device=dev)
 
     t_kernel = _timed(kernel, dev, repeat=2)
 

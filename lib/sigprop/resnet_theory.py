@@ -317,7 +317,7 @@ def resnet_spectral_edges(a) -> Tuple:
     Parameters
     ----------
     a : float or Tensor
-        The effective cumulant, :math:`a > 0` (see :mod:`sigprop.resnet_meanfield`).
+        The effective cumulant, :math:`a > 0` (see :func:`effective_cumulant`).
 
     Returns
     -------
@@ -454,7 +454,7 @@ def resnet_spectral_density(x, a):
     of :math:`JJ^\top`, :math:`J = \prod_l (\mathbb 1 + D^l W^l)`, have in the limit of
     large width :math:`N` and then large depth :math:`L` a density that depends on the
     activation only through the effective cumulant :math:`a`
-    (:func:`sigprop.resnet_meanfield.effective_cumulant`).  Its Green's function
+    (:func:`effective_cumulant`).  Its Green's function
     :math:`G(z) = \int \rho(\lambda)\,d\lambda/(z - \lambda)` solves (Tarnowski et al. 2019, eq. 25)
 
     .. math::
