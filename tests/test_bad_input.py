@@ -210,6 +210,21 @@ import warnings  # noqa: E402
 NAN, INF = math.nan, math.inf
 
 
+def R(*shape):
+    """Uniform numbers from a private generator: building a case's arguments leaves the global
+    random state alone, so that tools/hostile_run.py can check that a refused call does too."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(1))
+
+
+def RN(*shape):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(2))
+
+
+def lin(n_in, n_out):
+    with torch.random.fork_rng():
+        return torch.nn.Linear(n_in, n_out)
+
+
 def public_callables() -> dict:
     """{(module, name): object} for every callable in the ``__all__`` of a public sigprop module."""
     out = {}
@@ -323,11 +338,11 @@ bad("map_explorer", "sigma_w", lambda f: f(sigma_w=NAN, widgets=False), lambda f
 bad("phase_explorer", "sigma_b", lambda f: f(sigma_b=-1.0, widgets=False))
 bad("phase_explorer", "resolution", lambda f: f(resolution=0, widgets=False))
 bad("diagnose", "model", lambda f: f(lambda z: z, X))
-bad("diagnose", "alpha", lambda f: f(torch.nn.Linear(5, 3), X, alpha=NAN), lambda f: f(torch.nn.Linear(5, 3), X, alpha=1.0))
-bad("diagnose", "seed", lambda f: f(torch.nn.Linear(5, 3), X, seed=1.5))
-bad("diagnose", "max_values", lambda f: f(torch.nn.Linear(5, 3), X, max_values=100.5))
+bad("diagnose", "alpha", lambda f: f(lin(5, 3), X, alpha=NAN), lambda f: f(lin(5, 3), X, alpha=1.0))
+bad("diagnose", "seed", lambda f: f(lin(5, 3), X, seed=1.5))
+bad("diagnose", "max_values", lambda f: f(lin(5, 3), X, max_values=100.5))
 bad("default_loss", "output", lambda f: f("x"), lambda f: f(torch.zeros(3, 2, dtype=torch.long)))
-bad("default_loss", "seed", lambda f: f(torch.randn(3, 2), seed=1.5))
+bad("default_loss", "seed", lambda f: f(RN(3, 2), seed=1.5))
 
 # ---- critique
 bad("log_periodic_activation", "delta", lambda f: f(delta=NAN), lambda f: f(delta=-0.5), lambda f: f(delta="x"))
@@ -409,11 +424,12 @@ bad("MLPConfig", "depth", lambda f: f(**{**_MLP, "depth": -1}), lambda f: f(**{*
 bad("MLPConfig", "width", lambda f: f(**{**_MLP, "width": 0}))
 bad("MLPConfig", "sigma_w", lambda f: f(**{**_MLP, "sigma_w": NAN}), lambda f: f(**{**_MLP, "sigma_w": -1.0}))
 bad("MLPConfig", "n_nets", lambda f: f(**{**_MLP, "n_nets": 0}))
+gap("MLPConfig", "sigma_w", "a boolean is taken as the number 0 or 1", lambda f: f(**{**_MLP, "sigma_w": False}))
 bad("MLPConfig", "act", lambda f: f(**{**_MLP, "act": "nope"}))
 bad("propagate_mlp", "x", lambda f: f(torch.full((2, 3), NAN), ensemble.MLPConfig(**_MLP)),
-    lambda f: f(torch.randn(3), ensemble.MLPConfig(**_MLP)), lambda f: f(torch.randn(2, 3) * 1j, ensemble.MLPConfig(**_MLP)))
-bad("propagate_mlp", "config", lambda f: f(torch.randn(2, 3), "config"))
-bad("propagate_mlp", "generator", lambda f: f(torch.randn(2, 3), ensemble.MLPConfig(**_MLP), generator=0))
+    lambda f: f(RN(3), ensemble.MLPConfig(**_MLP)), lambda f: f(RN(2, 3) * 1j, ensemble.MLPConfig(**_MLP)))
+bad("propagate_mlp", "config", lambda f: f(RN(2, 3), "config"))
+bad("propagate_mlp", "generator", lambda f: f(RN(2, 3), ensemble.MLPConfig(**_MLP), generator=0))
 bad("mlp_parameters", "n_in", lambda f: f(ensemble.MLPConfig(**_MLP), 0), lambda f: f(ensemble.MLPConfig(**_MLP), 2.5))
 bad("mlp_parameters", "config", lambda f: f(None, 3))
 bad("mlp_parameters", "dtype", lambda f: f(ensemble.MLPConfig(**_MLP), 3, dtype=torch.int64))
@@ -426,15 +442,15 @@ bad("SignalNoiseConfig", "sigma_w2", lambda f: f(**{**_SN, "sigma_w2": INF}))
 _IMGS = torch.rand(4, 3, 8, 8)
 gap("propagate_signal_noise", "x", "a nan input is not refused",
     lambda f: f(torch.full((2, 3, 8, 8), NAN), ensemble.SignalNoiseConfig(**_SN)))
-bad("propagate_signal_noise", "x", lambda f: f(torch.rand(3, 8), ensemble.SignalNoiseConfig(**_SN)))
-bad("propagate_signal_noise", "config", lambda f: f(torch.rand(2, 3, 8, 8), "cfg"))
+bad("propagate_signal_noise", "x", lambda f: f(R(3, 8), ensemble.SignalNoiseConfig(**_SN)))
+bad("propagate_signal_noise", "config", lambda f: f(R(2, 3, 8, 8), "cfg"))
 gap("propagate_signal_noise", "generator", "AttributeError from torch on an int generator",
-    lambda f: f(torch.rand(2, 3, 8, 8), ensemble.SignalNoiseConfig(**_SN), generator=0))
+    lambda f: f(R(2, 3, 8, 8), ensemble.SignalNoiseConfig(**_SN), generator=0))
 bad("signal_noise_parameters", "in_channels", lambda f: f(ensemble.SignalNoiseConfig(**_SN), 0),
     lambda f: f(ensemble.SignalNoiseConfig(**_SN), "3"))
 gap("signal_noise_parameters", "config", "AttributeError on a str config", lambda f: f("cfg", 3))
 gap("prepare_inputs", "images", "nan images are not refused", lambda f: f(torch.full((4, 3, 8, 8), NAN), 1, 2))
-bad("prepare_inputs", "images", lambda f: f(torch.rand(8), 1, 2))
+bad("prepare_inputs", "images", lambda f: f(R(8), 1, 2))
 bad("prepare_inputs", "n_nets", lambda f: f(_IMGS, 0, 2), lambda f: f(_IMGS, 2.5, 2))
 bad("prepare_inputs", "batch", lambda f: f(_IMGS, 1, -1))
 bad("prepare_inputs", "downsample", lambda f: f(_IMGS, 1, 2, downsample=0))
@@ -486,9 +502,9 @@ bad("resnet_spectrum_integral", "f", lambda f: f(3, 0.5))
 bad("resnet_spectrum_integral", "a", lambda f: f(lambda x: x, NAN))
 bad("resnet_spectrum_integral", "upper", lambda f: f(lambda x: x, 0.5, upper=NAN))
 bad("resnet_ks_distance", "eigenvalues", lambda f: f(torch.tensor([NAN, 1.0]), 0.5), lambda f: f("ev", 0.5))
-bad("resnet_ks_distance", "a", lambda f: f(torch.rand(10), NAN))
-bad("resnet_ks_distance", "exclude_top", lambda f: f(torch.rand(10), 0.5, exclude_top=-1),
-    lambda f: f(torch.rand(10), 0.5, exclude_top=20))
+bad("resnet_ks_distance", "a", lambda f: f(R(10), NAN))
+bad("resnet_ks_distance", "exclude_top", lambda f: f(R(10), 0.5, exclude_top=-1),
+    lambda f: f(R(10), 0.5, exclude_top=20))
 for _name in ("resnet_mean_field", "effective_cumulant"):
     bad(_name, "depth", lambda f: f("relu", 1.0, 0), lambda f: f("relu", 1.0, 2.5))
     bad(_name, "sigma_w", lambda f: f("relu", NAN, 5), lambda f: f("relu", -1.0, 5))
@@ -554,8 +570,8 @@ bad("Dataset", "labels", lambda f: f(torch.zeros(2, 3), torch.zeros(3, dtype=tor
 bad("class_balanced_subset", "per_class", lambda f: f(data_digits(), 0, GEN), lambda f: f(data_digits(), 10**6, GEN))
 bad("class_balanced_subset", "generator", lambda f: f(data_digits(), 2, 0))
 bad("class_balanced_subset", "dataset", lambda f: f("digits", 2, GEN))
-bad("standardize", "images", lambda f: f(torch.rand(1, 3)), lambda f: f(torch.full((4, 3), NAN)), lambda f: f("x"))
-bad("as_labelled", "data", lambda f: f("x"), lambda f: f((torch.rand(3, 2),)), lambda f: f((torch.rand(3, 2), torch.zeros(4))))
+bad("standardize", "images", lambda f: f(R(1, 3)), lambda f: f(torch.full((4, 3), NAN)), lambda f: f("x"))
+bad("as_labelled", "data", lambda f: f("x"), lambda f: f((R(3, 2),)), lambda f: f((R(3, 2), torch.zeros(4))))
 
 # ---- runtime
 bad("runtime.device", "device", lambda f: f("meta"), lambda f: f("gpu7"), lambda f: f(3.5))
@@ -582,8 +598,8 @@ bad("mark_fixed_points", "stable", lambda f: f(new_axes(), [1.0, 2.0], stable=[T
 bad("theory_vs_simulation", "x_sim", lambda f: f(new_axes(), [0, 1], [0, 1], [0, 1, 2], [0, 1]))
 bad("theory_vs_simulation", "x_theory", lambda f: f(new_axes(), [0, 1, 2], [0, 1], [0, 1], [0, 1]))
 bad("theory_vs_simulation", "yerr", lambda f: f(new_axes(), [0, 1], [0, 1], [0, 1], [0, 1], yerr=[-1.0, 1.0]))
-bad("heatmap", "z", lambda f: f(new_axes(), torch.rand(3, 4), [0, 1, 2], [0, 1, 2]), lambda f: f(new_axes(), "z", [0], [0]))
-bad("heatmap", "contour_level", lambda f: f(new_axes(), torch.rand(3, 3), [0, 1, 2], [0, 1, 2], contour_level=NAN))
+bad("heatmap", "z", lambda f: f(new_axes(), R(3, 4), [0, 1, 2], [0, 1, 2]), lambda f: f(new_axes(), "z", [0], [0]))
+bad("heatmap", "contour_level", lambda f: f(new_axes(), R(3, 3), [0, 1, 2], [0, 1, 2], contour_level=NAN))
 
 # ---- reference
 for _name in ("find", "reference.load", "table", "html", "show"):
@@ -609,23 +625,23 @@ bad("train.make_mlp", "gain", lambda f: f([4, 2], "tanh", gain=NAN), lambda f: f
 bad("train.make_mlp", "sigma_b", lambda f: f([4, 2], "tanh", sigma_b=NAN))
 bad("train.make_mlp", "init", lambda f: f([4, 2], "tanh", init="nope"))
 _XY = (torch.randn(16, 4), torch.randint(0, 3, (16,)))
-bad("train_classifier", "steps", lambda f: f(torch.nn.Linear(4, 3), _XY, steps=-1, lr=0.1),
-    lambda f: f(torch.nn.Linear(4, 3), _XY, steps=2.5, lr=0.1))
-bad("train_classifier", "lr", lambda f: f(torch.nn.Linear(4, 3), _XY, steps=1, lr=NAN),
-    lambda f: f(torch.nn.Linear(4, 3), _XY, steps=1, lr=-0.1))
+bad("train_classifier", "steps", lambda f: f(lin(4, 3), _XY, steps=-1, lr=0.1),
+    lambda f: f(lin(4, 3), _XY, steps=2.5, lr=0.1))
+bad("train_classifier", "lr", lambda f: f(lin(4, 3), _XY, steps=1, lr=NAN),
+    lambda f: f(lin(4, 3), _XY, steps=1, lr=-0.1))
 bad("train_classifier", "model", lambda f: f("model", _XY, steps=1, lr=0.1))
-bad("train_classifier", "optimizer", lambda f: f(torch.nn.Linear(4, 3), _XY, steps=1, lr=0.1, batch_size=4, optimizer="nope"))
+bad("train_classifier", "optimizer", lambda f: f(lin(4, 3), _XY, steps=1, lr=0.1, batch_size=4, optimizer="nope"))
 bad("train.evaluate", "model", lambda f: f("model", _XY))
-bad("train.evaluate", "batch_size", lambda f: f(torch.nn.Linear(4, 3), _XY, batch_size=0))
-bad("train.evaluate", "data", lambda f: f(torch.nn.Linear(4, 3), "data"))
+bad("train.evaluate", "batch_size", lambda f: f(lin(4, 3), _XY, batch_size=0))
+bad("train.evaluate", "data", lambda f: f(lin(4, 3), "data"))
 bad("init_parameters", "depth", lambda f: f(4, 3, 0, 8, 1.5, 0.1), lambda f: f(4, 3, 2.5, 8, 1.5, 0.1))
 bad("init_parameters", "width", lambda f: f(4, 3, 2, -1, 1.5, 0.1))
 bad("init_parameters", "sigma_w", lambda f: f(4, 3, 2, 8, NAN, 0.1), lambda f: f(4, 3, 2, 8, -1.0, 0.1))
 bad("init_parameters", "sigma_b", lambda f: f(4, 3, 2, 8, 1.5, INF))
 bad("init_parameters", "generator", lambda f: f(4, 3, 2, 8, 1.5, 0.1, generator=0))
 bad("trainability.forward", "x", lambda f: f(tb_params(), torch.full((5, 4), NAN), "tanh"), lambda f: f(tb_params(), "x", "tanh"))
-bad("trainability.forward", "act", lambda f: f(tb_params(), torch.randn(5, 4), "nope"))
-bad("trainability.forward", "params", lambda f: f("p", torch.randn(5, 4), "tanh"))
+bad("trainability.forward", "act", lambda f: f(tb_params(), RN(5, 4), "nope"))
+bad("trainability.forward", "params", lambda f: f("p", RN(5, 4), "tanh"))
 bad("trainability.train", "steps", lambda f: f(tb_params(), "tanh", _XY, steps=0, lr=0.1, batch_size=4))
 bad("trainability.train", "lr", lambda f: f(tb_params(), "tanh", _XY, steps=1, lr=NAN, batch_size=4))
 bad("trainability.train", "batch_size", lambda f: f(tb_params(), "tanh", _XY, steps=1, lr=0.1, batch_size=0))
@@ -699,3 +715,35 @@ def test_public_call_refuses_bad_input_naming_the_argument(i):
     assert objs, f"{key} is not a public callable"
     for obj in objs:
         refused(lambda: call(obj), arg, types=(ValueError, TypeError))
+
+
+# Property-based: every scale argument below must refuse anything that is not a finite real
+# number >= 0 (hypothesis draws strings, None, complex numbers, booleans, negatives, nan, inf).
+SCALES = [
+    ("weight_variance", "gain", lambda f, v: f("he_normal", 4, 3, gain=v)),
+    ("init.gaussian", "sigma_w", lambda f, v: f((4, 3), v)),
+    ("init.he_normal", "gain", lambda f, v: f((4, 3), gain=v)),
+    ("abs_moment", "p", lambda f, v: f(X, v)),
+    ("ks_distance_normal", "std", lambda f, v: f(X, std=v)),
+    ("normalized_sensitivity", "mu2_noise", lambda f, v: f(v, 1.0)),
+    ("use_style", "font_scale", lambda f, v: f(font_scale=v)),
+    ("eoc_sigma_w", "sigma_b", lambda f, v: f("tanh", v)),
+    ("covariance_map", "sigma_w", lambda f, v: f("tanh", 1.0, 1.0, 0.5, v, 0.3)),
+    ("variance_map_fixed_points", "sigma_w", lambda f, v: f("tanh", v)),
+    ("kurtosis_prediction", "sigma_w", lambda f, v: f("tanh", v, 0.3, 8, 2)),
+    ("mean_squared_singular_value", "sigma_w", lambda f, v: f("tanh", v, 0.3, 3)),
+    ("effective_cumulant", "sigma_w", lambda f, v: f("relu", v, 5)),
+    ("resnet_condition_number", "a", lambda f, v: f(v)),
+    ("ResNetConfig", "sigma_w", lambda f, v: f(**{**_RN, "sigma_w": v})),
+    ("init_parameters", "sigma_b", lambda f, v: f(4, 3, 2, 8, 1.5, v)),
+    ("train.make_mlp", "gain", lambda f, v: f([4, 2], "tanh", gain=v)),
+    ("mean_field_point", "sigma_w", lambda f, v: f("tanh", v, 0.3)),
+]
+
+
+@pytest.mark.parametrize("key, arg, make", SCALES, ids=[f"{k}-{a}" for k, a, _ in SCALES])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=st.one_of(NOT_REAL, NEGATIVE, NOT_FINITE))
+def test_scales_refuse_what_is_not_a_finite_number_at_least_zero(key, arg, make, value):
+    for obj in resolve(key):
+        refused(lambda: make(obj, value), arg, types=(ValueError, TypeError))

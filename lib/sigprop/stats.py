@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._checks import check_budget, check_real
+from ._checks import check_budget, check_real, real_array
 
 __all__ = [
     "Moments", "moments", "kurtosis", "raw_moment", "abs_moment", "central_moment",
@@ -151,8 +151,8 @@ def ks_distance_normal(x: Tensor, dim: int = -1, standardize: bool = False,
     if standardize:
         z = (x - x.mean(-1, keepdim=True)) / x.std(-1, correction=0, keepdim=True)
     else:
-        m = torch.as_tensor(mean, dtype=torch.float64, device=x.device)
-        s = torch.as_tensor(std, dtype=torch.float64, device=x.device)
+        m = real_array(mean, "mean").to(x.device)
+        s = real_array(std, "std").to(x.device)
         if bool((s <= 0).any()) or bool(torch.isnan(s).any()):
             raise ValueError(f"std must be > 0; got {std!r}")
         z = (x - m.unsqueeze(-1)) / s.unsqueeze(-1)
