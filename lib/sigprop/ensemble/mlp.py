@@ -400,8 +400,8 @@ def random_layer(
 
     .. math::
 
-        z = rac{	ext{gain}}{\sqrt{N}}\, x\,V^	op + \sigma_b\, g, \qquad
-        V = 	ext{draw\_weights}ig((\dots, n_	ext{out}, N)ig),\quad g \sim \mathcal N(0, I_{n_	ext{out}}),
+        z = \frac{\text{gain}}{\sqrt{N}}\, x\,V^\top + \sigma_b\, g, \qquad
+        V = \text{draw\_weights}\big((\dots, n_\text{out}, N)\big),\quad g \sim \mathcal N(0, I_{n_\text{out}}),
 
     for ``x`` of shape ``(..., batch, N)`` (the activations :math:`\phi(z^{l})` of the previous
     layer of each network); ``V`` holds one unit-scale weight matrix per network (Gaussian,
@@ -438,7 +438,7 @@ def conditional_gaussian_layer(
 
     For :math:`W_{ij} \sim \mathcal N(0, \sigma_w^2/N)` and :math:`b_i \sim \mathcal N(0,
     \sigma_b^2)`, the units of :math:`z = Wx + b` given one input :math:`x \in \mathbb R^N` are
-    i.i.d. :math:`\mathcal N(0, Q)`, :math:`Q = \sigma_w^2\lVert xVert^2/N + \sigma_b^2`, so
+    i.i.d. :math:`\mathcal N(0, Q)`, :math:`Q = \sigma_w^2\lVert x\rVert^2/N + \sigma_b^2`, so
     :math:`z = \sqrt Q\, g` with :math:`g \sim \mathcal N(0, I)`: no weight matrix, :math:`O(N)`
     work per layer and network.  It is the one-input case of :meth:`MLPLayerSampler.gram_affine`
     (Poole et al. 2016; the "gram" method of :func:`propagate_mlp`); :math:`Q` is accumulated in
