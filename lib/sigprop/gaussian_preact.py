@@ -195,10 +195,10 @@ def weibull_abs_moment(p, theta: float):
     """
     theta = _check_weibull_theta(theta)
     if isinstance(p, Tensor):
-        if bool((p <= -theta).any()):
-            raise ValueError(f"p must be > -theta = {-theta}")
+        if not bool((p > -theta).all()):  # nan is refused too
+            raise ValueError(f"p must be > -theta = {-theta}; got {p}")
         return torch.exp(torch.lgamma(1.0 + p.to(torch.float64) / theta))
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or p <= -theta:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > -theta:
         raise ValueError(f"p must be a real number > -theta = {-theta}; got {p!r}")
     return math.gamma(1.0 + float(p) / theta)
 
@@ -275,7 +275,7 @@ def q_abs_moment(p, theta: float) -> float:
         If ``theta`` is not 2, >= 2.01 or inf, or ``p <= -1``.
     """
     theta = _check_theta(theta)
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or p <= -1:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > -1:
         raise ValueError(f"p must be a real number > -1; got {p!r}")
     p = float(p)
     lw = 0.0 if math.isinf(theta) else math.lgamma(1.0 + p / theta)

@@ -19,6 +19,8 @@ from typing import Tuple, Union
 
 import torch
 
+from ._checks import real_tensor
+
 Tensor = torch.Tensor
 Number = Union[float, Tensor]
 
@@ -60,7 +62,7 @@ def activation_increment(nu1_abs: Number) -> Number:
     ValueError
         If a value is outside :math:`[0, \sqrt 2)`.
     """
-    t = torch.as_tensor(nu1_abs, dtype=torch.float64)
+    t = real_tensor(nu1_abs, "nu1_abs")
     if bool(torch.any(~torch.isfinite(t))) or bool(torch.any(t < 0)) or bool(torch.any(t * t >= 2)):
         raise ValueError(f"nu1_abs must lie in [0, sqrt(2)); got {nu1_abs!r}")
     out = (1.0 - 0.5 * t * t).rsqrt()
@@ -91,7 +93,7 @@ def resnet_exponent(mean_increment: Number, res_depth: int = 2) -> Number:
     """
     if isinstance(res_depth, bool) or not isinstance(res_depth, numbers.Integral) or res_depth < 1:
         raise ValueError(f"res_depth must be an integer >= 1; got {res_depth!r}")
-    t = torch.as_tensor(mean_increment, dtype=torch.float64)
+    t = real_tensor(mean_increment, "mean_increment")
     if bool(torch.any(~torch.isfinite(t))) or bool(torch.any(t <= 0)):
         raise ValueError(f"mean_increment must be finite and > 0; got {mean_increment!r}")
     out = (t ** (2 * int(res_depth)) - 1.0) / 2.0

@@ -72,7 +72,7 @@ import numpy as np
 import torch
 
 from . import activations as _acts
-from ._checks import check_int, real_array as _as_t, real_tensor
+from ._checks import check_int, check_real, real_array as _as_t, real_tensor
 from .gaussian import expect
 
 Tensor = torch.Tensor
@@ -229,6 +229,8 @@ def sigma_w_for_cumulant(act, a: Param, depth: int, sigma_b: Param = 0.0, p0: Pa
         If the iteration does not converge (e.g. :math:`\phi' = 0` near the origin).
     """
     target = _as_t(a, "a (the target cumulant)", low=0.0, strict=True)
+    max_iter = check_int(max_iter, "max_iter", 1)
+    rtol = check_real(rtol, "rtol", 0.0, lo_open=True)
     shape = torch.broadcast_shapes(target.shape, *(torch.as_tensor(np.asarray(v, dtype=np.float64)).shape if not isinstance(v, Tensor) else v.shape
                                                   for v in (sigma_b, p0, m0)))
     target = target.expand(shape)

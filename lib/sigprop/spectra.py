@@ -136,6 +136,8 @@ def _check_x(x, n_nets: int) -> Tensor:
         raise ValueError(f"x must have shape (n_in,) or (n_nets, n_in) = ({n_nets}, n_in); got {tuple(x.shape)}")
     if x.is_complex() or not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
         raise ValueError(f"x must be real; got dtype {x.dtype}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"x must be finite; got {int((~torch.isfinite(x)).sum())} nan or inf value(s)")
     return x
 
 

@@ -419,9 +419,8 @@ def normalized_sensitivity(mu2_noise, mu2_signal, mu2_noise_in=1.0, mu2_signal_i
                                           (mu2_noise_in, "mu2_noise_in"), (mu2_signal_in, "mu2_signal_in")))
     for t, n, v in ((a, "mu2_noise", mu2_noise), (b, "mu2_signal", mu2_signal), (c, "mu2_noise_in", mu2_noise_in),
                     (d, "mu2_signal_in", mu2_signal_in)):
-        if torch.isnan(t).any() or bool((t < 0).any()) or (n.startswith("mu2_signal") and bool((t == 0).any())):
-            rng = "> 0" if n.startswith("mu2_signal") else ">= 0"
-            raise ValueError(f"{n} is a second moment and must be {rng} (not nan); got {v!r}")
+        if bool((t < 0).any()):  # nan and inf (an overflowed measurement) propagate, as in torch
+            raise ValueError(f"{n} is a second moment and must be >= 0; got {v!r}")
     return torch.sqrt((a / b) / (c / d))
 
 

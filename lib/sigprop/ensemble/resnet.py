@@ -190,6 +190,8 @@ def _check_input(x, config: ResNetConfig) -> Tensor:
         raise ValueError(f"x must have shape (N,) = ({n},) or (n_nets, N) = ({k}, {n}); got {tuple(x.shape)}")
     if x.is_complex() or not x.is_floating_point():
         raise ValueError(f"x must be a real floating tensor; got dtype {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"x must be finite; got {int((~torch.isfinite(x)).sum())} nan or inf value(s)")
     return x
 
 

@@ -109,6 +109,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import init as _init
+from .._checks import check_generator
 from .._deprecation import renamed_kwarg, warn_renamed
 from .. import runtime
 from .. import stats as _stats
@@ -414,6 +415,8 @@ def prepare_inputs(images: Tensor, n_nets: int, batch: int, generator: Optional[
     if not isinstance(images, Tensor) or images.ndim not in (2, 4) or not images.is_floating_point():
         raise ValueError("images must be a floating tensor of shape (n_images, C, H, W) or (n_images, D); "
                          f"got {getattr(images, 'shape', type(images).__name__)}")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"images must be finite; got {int((~torch.isfinite(images)).sum())} nan or inf value(s)")
     n_nets = _check_int(n_nets, "n_nets")
     batch = _check_int(batch, "batch", low=2)
     if batch > images.shape[0]:
@@ -470,6 +473,9 @@ def signal_noise_parameters(config: SignalNoiseConfig, in_channels: int, generat
         If ``in_channels`` is not a positive integer.
     """
     in_channels = _check_int(in_channels, "in_channels")
+    if not isinstance(config, SignalNoiseConfig):
+        raise ValueError(f"config must be a SignalNoiseConfig; got {type(config).__name__}")
+    check_generator(generator)
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
     seeds = _draw_seeds(generator, config.n_conv + 2)
     k, n, r = config.kernel_size, config.width, config.n_nets
@@ -604,6 +610,8 @@ def _as_inputs(x: Tensor, n_nets: int, fully_connected: bool, name: str) -> Tens
     """``(R, B, C, H, W)`` from ``(B, C, H, W)``/``(R, B, C, H, W)`` (or vectors when fully connected)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise ValueError(f"{name} must be a floating tensor; got {type(x).__name__}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must be finite; got {int((~torch.isfinite(x)).sum())} nan or inf value(s)")
     if fully_connected:
         if x.ndim in (2, 4):
             x = x.reshape(x.shape[0], -1)[None].expand(n_nets, -1, -1)
@@ -717,6 +725,7 @@ def propagate_signal_noise(
         raise ValueError(f"reff_every must be an integer >= 0 (0: never); got {reff_every!r}")
     R = config.n_nets
     chunk = R if chunk is None else _check_int(chunk, "chunk")
+    check_generator(generator)
     dev = runtime.device(device) if not isinstance(device, torch.device) else device
     xs = _as_inputs(x, R, config.fully_connected, "x")
     if noise is not None:
