@@ -91,8 +91,8 @@ References
 from __future__ import annotations
 
 from . import _common
-from .mlp import (MLPConfig, MLPLayerSampler, MLPTrace, conditional_gaussian_layer, mlp_parameters, propagate_mlp,
-                  random_layer)
+from .layers import MLPConfig, MLPLayerSampler, conditional_gaussian_layer, random_layer
+from .mlp import MLPTrace, mlp_parameters, propagate_mlp
 from .resnet import (  # random residual networks (Tarnowski et al. 2019)
     RESNET_INITS, ResNetConfig, ResNetTrace, make_resnet, propagate_resnet, resnet_input_output_jacobian,
     resnet_jacobian_singular_values, resnet_parameters,

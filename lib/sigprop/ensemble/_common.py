@@ -16,6 +16,9 @@ C_MAX = 64
 #: Quantities that can be histogrammed: pre-activations, activations, and the
 #: gradients of the loss with respect to them and to the weights.
 HIST_KEYS = ("h", "x", "grad_h", "grad_x", "grad_w")
+#: Inits with i.i.d. Gaussian entries, for which ``method="gram"`` (the exact conditional law
+#: of a layer given the previous one) is exact.
+_GRAM_INITS = frozenset({"gaussian", "lecun_normal", "xavier_normal", "he_normal"})
 
 
 _check_int = check_int
