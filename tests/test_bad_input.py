@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import traceback
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def refused(call, name: str, types=ValueError):
         call()
     frame = traceback.extract_tb(info.value.__traceback__)[-1]
     assert Path(frame.filename).resolve().is_relative_to(SIGPROP_DIR), f"raised in {frame.filename}"
-    assert name.lower() in str(info.value).lower(), f"{name!r} not named in: {info.value}"
+    assert re.search(rf"(?<![a-z0-9_]){re.escape(name.lower())}(?![a-z0-9_])", str(info.value).lower()), \
+        f"{name!r} not named in: {info.value}"
     return info.value
 
 

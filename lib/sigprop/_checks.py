@@ -26,7 +26,7 @@ Tensor = torch.Tensor
 
 __all__ = ["check_int", "check_real", "check_nonneg", "real_tensor", "real_array", "check_tensor", "check_generator",
            "check_device", "check_dtype", "check_budget", "BUDGET_ENV", "check_shape", "check_callable",
-           "check_scale", "check_path"]
+           "check_scale", "check_path", "shown"]
 
 
 def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
@@ -232,3 +232,15 @@ def check_path(path, name: str = "path"):
     if isinstance(path, (str, os.PathLike)) and str(path):
         return Path(path)
     raise ValueError(f"{name} must be a path (a str or pathlib.Path); got {path!r} ({type(path).__name__})")
+
+
+def shown(t: Tensor, ok: Optional[Tensor] = None, limit: int = 3) -> str:
+    """The offending values of ``t`` for a message: ``got nan`` for a scalar, else
+    ``got [-1.0, nan] (2 of 12 values)``; ``ok`` marks the good entries (default: finite)."""
+    t = t.detach()
+    ok = torch.isfinite(t) if ok is None else ok
+    if t.dim() == 0:
+        return f"got {t.item()!r}"
+    bad = t[~ok.expand_as(t)].flatten()
+    head = ", ".join(repr(v) for v in bad[:limit].tolist()) + (", ..." if bad.numel() > limit else "")
+    return f"got [{head}] ({bad.numel()} of {t.numel()} values)"

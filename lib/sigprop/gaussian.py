@@ -65,7 +65,7 @@ from typing import Callable, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._checks import check_budget, check_callable, check_int, real_tensor
+from ._checks import check_budget, check_callable, check_int, real_tensor, shown
 
 Tensor = torch.Tensor
 Number = Union[float, int]
@@ -273,7 +273,7 @@ def expect(
     _check_f(f)
     qt = _as_tensor(q)
     if not torch.isfinite(qt).all() or (qt < 0).any():
-        raise ValueError("q must be finite and >= 0 (a variance)")
+        raise ValueError(f"q must be finite and >= 0 (a variance); {shown(qt, torch.isfinite(qt) & (qt >= 0))}")
     if tail_from is not None and not (isinstance(tail_from, (int, float)) and math.isfinite(tail_from) and tail_from > 0):
         raise ValueError(f"tail_from must be a finite number > 0 or None; got {tail_from!r}")
     shape = qt.shape
@@ -362,10 +362,11 @@ def expect2(
     t1, t2, t12 = torch.broadcast_tensors(_as_tensor(q1, name="q1"), _as_tensor(q2, name="q2"), _as_tensor(q12, name="q12"))
     for name, t in (("q1", t1), ("q2", t2)):
         if not torch.isfinite(t).all() or (t < 0).any():
-            raise ValueError(f"{name} must be finite and >= 0 (a variance)")
+            raise ValueError(f"{name} must be finite and >= 0 (a variance); {shown(t, torch.isfinite(t) & (t >= 0))}")
     bound = torch.sqrt(t1 * t2)
     if not torch.isfinite(t12).all() or (t12.abs() > bound * (1 + 1e-12) + 1e-300).any():
-        raise ValueError("q12 must satisfy |q12| <= sqrt(q1 * q2) (a covariance)")
+        raise ValueError("q12 must be finite and satisfy |q12| <= sqrt(q1 * q2) (a covariance); "
+                         f"{shown(t12, torch.isfinite(t12) & (t12.abs() <= bound * (1 + 1e-12) + 1e-300))}")
     shape = t1.shape
     f1, f2, f12 = t1.reshape(-1), t2.reshape(-1), t12.reshape(-1)
     bf = bound.reshape(-1)
@@ -444,7 +445,7 @@ def hermite_expect(f: Callable[[Tensor], Tensor], q: ArrayLike, n: int = 100) ->
     n = check_int(n, "n", 1, 300)  # NumPy's Hermite nodes overflow beyond 300
     qt = _as_tensor(q)
     if not torch.isfinite(qt).all() or (qt < 0).any():
-        raise ValueError("q must be finite and >= 0 (a variance)")
+        raise ValueError(f"q must be finite and >= 0 (a variance); {shown(qt, torch.isfinite(qt) & (qt >= 0))}")
     x, w = np.polynomial.hermite_e.hermegauss(int(n))
     xt = torch.as_tensor(x, dtype=torch.float64, device=qt.device)
     wt = torch.as_tensor(w / _SQRT_2PI, dtype=torch.float64, device=qt.device)

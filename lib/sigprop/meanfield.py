@@ -64,7 +64,7 @@ import torch
 
 from . import activations as _acts
 from .activations import Activation
-from ._checks import check_budget, check_int, real_tensor
+from ._checks import check_budget, check_int, real_tensor, shown
 from ._meanfield_solvers import (
     _c_map_and_slope, _chi_c_at, _d2_at_zero, _depth_scale, _eoc_solve, _grid_moments, _kernel, _moments_q,
     _solve_c_star, _solve_q_star,
@@ -120,9 +120,9 @@ def _params(**named: Param) -> Tuple[dict, bool]:
 
 def _check_sigma(sw: Tensor, sb: Tensor) -> None:
     if not torch.isfinite(sw).all() or (sw < 0).any():
-        raise ValueError("sigma_w must be finite and >= 0 (a standard deviation)")
+        raise ValueError(f"sigma_w must be finite and >= 0 (a standard deviation); {shown(sw, torch.isfinite(sw) & (sw >= 0))}")
     if not torch.isfinite(sb).all() or (sb < 0).any():
-        raise ValueError("sigma_b must be finite and >= 0 (a standard deviation)")
+        raise ValueError(f"sigma_b must be finite and >= 0 (a standard deviation); {shown(sb, torch.isfinite(sb) & (sb >= 0))}")
 
 
 def _check_q(q: Tensor, name: str = "q") -> None:
@@ -627,6 +627,8 @@ def layer_variances(
     """
     a = _acts.get(act)
     try:
+        if isinstance(sigma_w, (str, bytes)):
+            raise TypeError
         sws = list(sigma_w)
     except TypeError:
         raise ValueError(f"sigma_w must be a sequence of per-layer scales (sigma_w_1, ..., sigma_w_L); got {sigma_w!r}") from None

@@ -54,8 +54,10 @@ def _dims(x: Tensor, dim: Dim, name: str = "dim") -> Tuple[int, ...]:
         raise ValueError(f"{name} must be axes in [-{x.ndim}, {x.ndim - 1}] of a tensor of shape "
                          f"{tuple(x.shape)}; got {dim!r}")
     out = tuple(sorted({int(d) % x.ndim for d in dims}))
-    if len(out) != len(dims) or math.prod(x.shape[d] for d in out) == 0:
-        raise ValueError(f"{name}={dim!r} must name distinct, non-empty axes of shape {tuple(x.shape)}")
+    if len(out) != len(dims):
+        raise ValueError(f"{name}={dim!r} must name distinct axes of shape {tuple(x.shape)}")
+    if math.prod(x.shape[d] for d in out) == 0:
+        raise ValueError(f"x must have values along {name}={dim!r}; got an empty tensor of shape {tuple(x.shape)}")
     return out
 
 
