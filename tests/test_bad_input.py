@@ -710,7 +710,9 @@ def test_public_call_refuses_bad_input_naming_the_argument(i):
     objs = resolve(key)
     assert objs, f"{key} is not a public callable"
     for obj in objs:
-        refused(lambda: call(obj), arg, types=(ValueError, TypeError))
+        err = refused(lambda: call(obj), arg, types=(ValueError, TypeError))
+        # ... and shows what it was given ("got 2.5", "per_class=1000000 but ...", "returned str")
+        assert re.search(r"\bgot\b|=|returned", str(err)), f"the message does not show the value given: {err}"
 
 
 # Property-based: every scale argument below must refuse anything that is not a finite real

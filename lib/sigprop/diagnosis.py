@@ -112,7 +112,8 @@ def default_loss(output: Tensor, seed: int = 0) -> Tensor:
     if not isinstance(output, Tensor) or not output.is_floating_point():
         raise ValueError(
             "output must be a floating-point tensor for the default loss; the model returned "
-            f"{type(output).__name__}: pass loss=lambda output: ... to diagnose()")
+            f"{type(output).__name__}{'' if not isinstance(output, Tensor) else ' of dtype ' + str(output.dtype)}: "
+            "pass loss=lambda output: ... to diagnose()")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     gen = torch.Generator(device="cpu").manual_seed(int(seed))

@@ -482,7 +482,7 @@ def eoc_curve(act: ActLike, sigma_b: Param) -> EOCCurve:
     p, scalar = _params(sigma_b=sigma_b)
     sb = p["sigma_b"]
     if not torch.isfinite(sb).all() or (sb < 0).any():
-        raise ValueError("sigma_b must be finite and >= 0 (a standard deviation)")
+        raise ValueError(f"sigma_b must be finite and >= 0 (a standard deviation); {shown(sb, torch.isfinite(sb) & (sb >= 0))}")
     sw, q = _eoc_solve(a, sb)
     ok = torch.isfinite(q) & (q > 0)
     slope = torch.ones_like(q)  # q* = 0: V'(0+) = chi_1 = 1 on the EOC
@@ -701,7 +701,7 @@ def phase_diagram(act: ActLike, sigma_w: Param, sigma_b: Param, *, correlations:
     a = _acts.get(act)
     sw, sb = real_tensor(sigma_w, "sigma_w"), real_tensor(sigma_b, "sigma_b")
     if sw.dim() != 1 or sb.dim() != 1:
-        raise ValueError("sigma_w and sigma_b must be 1-D grids")
+        raise ValueError(f"sigma_w and sigma_b must be 1-D grids; got shapes {tuple(sw.shape)} and {tuple(sb.shape)}")
     check_budget(f"phase_diagram on a {sw.numel()} x {sb.numel()} grid",
                  seconds=sw.numel() * sb.numel() * (1e-4 if correlations else 2e-5), device=sw.device)
     SW, SB = torch.meshgrid(sw, sb.to(sw.device), indexing="ij")
