@@ -681,7 +681,7 @@ def propagate(
 
 
 def _unit_gaussian(shape, *, generator=None, device=None, dtype=torch.float32, gain=1.0):
-    """The first layer of :func:`make_mlp`: :math:`\mathcal N(0, 1/n_0)` weights (drawn on the
+    r"""The first layer of :func:`make_mlp`: :math:`\mathcal N(0, 1/n_0)` weights (drawn on the
     generator's device, then divided by :math:`\sqrt{n_0}`)."""
     gdev = generator.device if generator is not None else device
     w = torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(device) / math.sqrt(shape[-1])
