@@ -239,10 +239,12 @@ def _prepare(config: ResNetConfig, x, generator, device, dtype) -> Tuple[_Layers
     _check_config(config)
     check_dtype(dtype)
     dev = _device(device)
+    if x is not None:  # checked before any draw: a refused call leaves the generator as it was
+        x = _check_input(x, config)
     layers = _Layers(config, _draw_seeds(generator, config.depth), dev, dtype)
     if x is None:
         return layers, _default_input(config, generator, dev, dtype)
-    return layers, _check_input(x, config).to(dev, dtype).expand(config.n_nets, config.width)
+    return layers, x.to(dev, dtype).expand(config.n_nets, config.width)
 
 
 def _walk(config: ResNetConfig, layers: _Layers, x: Tensor) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
