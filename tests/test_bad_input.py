@@ -270,13 +270,6 @@ def gap(key: str, arg: str, why: str, call):
     CASES.append((key, arg, call, why))
 
 
-def unchecked(key: str, arg: str, *calls):
-    """Bad calls of a function that has no argument checks yet (new in another helper's work in
-    progress when this suite landed): each expected to fail, listed so that the gap is seen."""
-    for call in calls:
-        gap(key, arg, f"{key} does not check its arguments yet", call)
-
-
 # Public names that take no argument, or are the library's own result containers and
 # exceptions (built by sigprop, never from a user's numbers): nothing to refuse.
 EXEMPT = {
@@ -425,7 +418,7 @@ bad("MLPConfig", "depth", lambda f: f(**{**_MLP, "depth": -1}), lambda f: f(**{*
 bad("MLPConfig", "width", lambda f: f(**{**_MLP, "width": 0}))
 bad("MLPConfig", "sigma_w", lambda f: f(**{**_MLP, "sigma_w": NAN}), lambda f: f(**{**_MLP, "sigma_w": -1.0}))
 bad("MLPConfig", "n_nets", lambda f: f(**{**_MLP, "n_nets": 0}))
-gap("MLPConfig", "sigma_w", "a boolean is taken as the number 0 or 1", lambda f: f(**{**_MLP, "sigma_w": False}))
+bad("MLPConfig", "sigma_w", lambda f: f(**{**_MLP, "sigma_w": False}))
 bad("MLPConfig", "act", lambda f: f(**{**_MLP, "act": "nope"}))
 bad("propagate_mlp", "x", lambda f: f(torch.full((2, 3), NAN), ensemble.MLPConfig(**_MLP)),
     lambda f: f(RN(3), ensemble.MLPConfig(**_MLP)), lambda f: f(RN(2, 3) * 1j, ensemble.MLPConfig(**_MLP)))
@@ -472,17 +465,17 @@ bad("resnet_parameters", "dtype", lambda f: f(ensemble.ResNetConfig(**_RN), dtyp
 bad("make_resnet", "n_in", lambda f: f(0, 2, ensemble.ResNetConfig(**_RN)))
 bad("make_resnet", "config", lambda f: f(4, 2, "cfg"))
 _H = torch.randn(2, 3, 4)
-unchecked("random_layer", "x", lambda f: f("x", torch.randn, 4), lambda f: f(torch.full((2, 3, 4), NAN), torch.randn, 4))
-unchecked("random_layer", "draw_weights", lambda f: f(_H, 3, 4))
-unchecked("random_layer", "n_out", lambda f: f(_H, torch.randn, 0), lambda f: f(_H, torch.randn, 2.5))
-unchecked("random_layer", "gain", lambda f: f(_H, torch.randn, 4, gain=NAN), lambda f: f(_H, torch.randn, 4, gain=-1.0))
-unchecked("random_layer", "sigma_b", lambda f: f(_H, torch.randn, 4, sigma_b=-1.0))
-unchecked("random_layer", "generator", lambda f: f(_H, torch.randn, 4, sigma_b=1.0, generator=0))
-unchecked("conditional_gaussian_layer", "x", lambda f: f("x", 1.5), lambda f: f(torch.full((2, 4), NAN), 1.5))
-unchecked("conditional_gaussian_layer", "sigma_w", lambda f: f(_H, NAN), lambda f: f(_H, -1.0), lambda f: f(_H, "1"))
-unchecked("conditional_gaussian_layer", "sigma_b", lambda f: f(_H, 1.5, INF))
-unchecked("conditional_gaussian_layer", "n_out", lambda f: f(_H, 1.5, n_out=0))
-unchecked("conditional_gaussian_layer", "generator", lambda f: f(_H, 1.5, generator=0))
+bad("random_layer", "x", lambda f: f("x", torch.randn, 4), lambda f: f(RN(4), torch.randn, 4))
+bad("random_layer", "draw_weights", lambda f: f(_H, 3, 4))
+bad("random_layer", "n_out", lambda f: f(_H, torch.randn, 0), lambda f: f(_H, torch.randn, 2.5))
+bad("random_layer", "gain", lambda f: f(_H, torch.randn, 4, gain=NAN), lambda f: f(_H, torch.randn, 4, gain=-1.0))
+bad("random_layer", "sigma_b", lambda f: f(_H, torch.randn, 4, sigma_b=-1.0))
+bad("random_layer", "generator", lambda f: f(_H, torch.randn, 4, sigma_b=1.0, generator=0))
+bad("conditional_gaussian_layer", "x", lambda f: f("x", 1.5), lambda f: f(RN(2, 4) * 1j, 1.5))
+bad("conditional_gaussian_layer", "sigma_w", lambda f: f(_H, NAN), lambda f: f(_H, -1.0), lambda f: f(_H, "1"))
+bad("conditional_gaussian_layer", "sigma_b", lambda f: f(_H, 1.5, INF))
+bad("conditional_gaussian_layer", "n_out", lambda f: f(_H, 1.5, n_out=0))
+bad("conditional_gaussian_layer", "generator", lambda f: f(_H, 1.5, generator=0))
 bad("MLPLayerSampler", "config", lambda f: f("cfg", 3))
 bad("MLPLayerSampler", "n_in", lambda f: f(ensemble.MLPConfig(**_MLP), 0))
 bad("MLPLayerSampler", "generator", lambda f: f(ensemble.MLPConfig(**_MLP), 3, generator=0))
@@ -731,6 +724,7 @@ SCALES = [
     ("mean_squared_singular_value", "sigma_w", lambda f, v: f("tanh", v, 0.3, 3)),
     ("effective_cumulant", "sigma_w", lambda f, v: f("relu", v, 5)),
     ("resnet_condition_number", "a", lambda f, v: f(v)),
+    ("MLPConfig", "sigma_w", lambda f, v: f(**{**_MLP, "sigma_w": v})),
     ("ResNetConfig", "sigma_w", lambda f, v: f(**{**_RN, "sigma_w": v})),
     ("init_parameters", "sigma_b", lambda f, v: f(4, 3, 2, 8, 1.5, v)),
     ("train.make_mlp", "gain", lambda f, v: f([4, 2], "tanh", gain=v)),
@@ -744,3 +738,12 @@ SCALES = [
 def test_scales_refuse_what_is_not_a_finite_number_at_least_zero(key, arg, make, value):
     for obj in resolve(key):
         refused(lambda: make(obj, value), arg, types=(ValueError, TypeError))
+
+
+def test_random_layers_propagate_nan_as_torch_layers_do():
+    """A layer inside a simulation may meet overflowed activations: nan and inf go through (the
+    statistics then show them), they are not refused mid-run."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.tensor([[[NAN, 1.0, 2.0]]])
+    assert torch.isnan(ensemble.random_layer(x, lambda s: torch.randn(s, generator=g), 2, generator=g)).all()
+    assert torch.isnan(ensemble.conditional_gaussian_layer(x[0], 1.5, generator=g)).all()

@@ -32,6 +32,8 @@ def _check_per_net(value, name: str, n_nets: int) -> Union[float, Tuple[float, .
         if not math.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be finite and >= 0; got {value!r}")
         return v
+    if isinstance(value, bool) or value is None or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a number or a sequence/tensor of numbers; got {value!r}")
     try:
         t = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
     except (TypeError, ValueError, RuntimeError):

@@ -27,7 +27,7 @@ import torch
 from .. import activations as _activations
 from .. import init as _init
 from .. import runtime
-from .._checks import check_dtype
+from .._checks import check_callable, check_dtype, check_generator, check_int, check_nonneg, check_tensor
 from ._common import _GRAM_INITS, _as_gain, _check_int, _check_per_net, _draw_seeds, _seeded
 
 Tensor = torch.Tensor
@@ -328,6 +328,11 @@ def random_layer(
     Tensor
         ``(..., batch, n_out)``, of the dtype and on the device of ``x``.
     """
+    check_tensor(x, "x", finite=False, min_dim=2)  # nan and inf propagate through a layer, as in torch
+    check_callable(draw_weights, "draw_weights", "a sampler of unit-scale weights, shape -> Tensor")
+    n_out = check_int(n_out, "n_out", 1)
+    gain, sigma_b = check_nonneg(gain, "gain"), check_nonneg(sigma_b, "sigma_b")
+    check_generator(generator)
     n_in = x.shape[-1]
     w = draw_weights(tuple(x.shape[:-2]) + (int(n_out), n_in))
     z = torch.matmul(x, w.transpose(-1, -2)) * (gain / math.sqrt(n_in))
@@ -371,6 +376,10 @@ def conditional_gaussian_layer(
     Tensor
         ``(..., n_out)``, of the dtype and on the device of ``x``.
     """
+    check_tensor(x, "x", finite=False, min_dim=1)  # nan and inf propagate through a layer, as in torch
+    sigma_w, sigma_b = check_nonneg(sigma_w, "sigma_w"), check_nonneg(sigma_b, "sigma_b")
+    n_out = None if n_out is None else check_int(n_out, "n_out", 1)
+    check_generator(generator)
     q = sigma_w**2 * x.double().square().mean(-1, keepdim=True) + sigma_b**2
     shape = tuple(x.shape[:-1]) + (x.shape[-1] if n_out is None else int(n_out),)
     return torch.sqrt(q).to(x.dtype) * _stream_randn(shape, generator, x.device, x.dtype)
