@@ -45,7 +45,7 @@ from torch import nn
 
 import sigprop
 from sigprop import (critique, data, explore, gaussian, gaussian_preact, init, meanfield as mf,
-                     resnet_meanfield as rmf, runtime, spectra, stats, train)
+                     resnet_theory as rmf, runtime, spectra, stats, train)
 from sigprop import ensemble
 
 NAN, INF = float("nan"), float("inf")
@@ -318,8 +318,8 @@ def train_attempts():
 def spectra_attempts():
     sweep("spectra.jacobian_spectrum_variance", spectra.jacobian_spectrum_variance,
           dict(act="tanh", sigma_w=1.5, sigma_b=0.3, depth=3), {"depth": BAD_INT, "sigma_w": BAD_REAL})
-    sweep("spectra.resnet_spectral_edges", spectra.resnet_spectral_edges, dict(a=0.5), {"a": BAD_REAL})
-    sweep("spectra.resnet_spectral_density", spectra.resnet_spectral_density, dict(x=torch.linspace(0.1, 2, 5), a=0.5),
+    sweep("rmf.resnet_spectral_edges", rmf.resnet_spectral_edges, dict(a=0.5), {"a": BAD_REAL})
+    sweep("rmf.resnet_spectral_density", rmf.resnet_spectral_density, dict(x=torch.linspace(0.1, 2, 5), a=0.5),
           {"a": BAD_REAL, "x": [("nan", torch.tensor([NAN])), ("complex", torch.tensor([1j]))]})
 
 
