@@ -166,6 +166,21 @@ def test_sizes_within_the_budget_run(width, depth):
     (lambda: mf.phase_diagram("tanh", torch.linspace(0.5, 4, 3000), torch.linspace(0, 2, 3000)), "phase_diagram"),
     (lambda: stats.correlation_matrix(torch.zeros(200_000, 2)), "correlation_matrix"),
     (lambda: explore.phase_figure(resolution=5000), "phase_figure"),
+    (lambda: init.gaussian((100_000, 100_000)), "weight sample"),
+    (lambda: init.orthogonal((30_000, 30_000)), "weight sample"),
+    (lambda: gp.weibull_sample((10**6, 10**5), 3.0), "weibull_sample"),
+    (lambda: gp.q_sample((10**6, 10**5), 3.0), "q_sample"),
+    (lambda: sigprop.train.make_mlp([50_000] * 10, "tanh"), "make_mlp"),
+    (lambda: sigprop.trainability.init_parameters(100, 10, 10, 50_000, 1.5, 0.1), "weight sample"),
+    (lambda: ensemble.propagate_mlp(torch.zeros(2, 100), ensemble.MLPConfig(depth=3, width=50_000, act="tanh")),
+     "weight sample"),
+    (lambda: ensemble.propagate_resnet(ensemble.ResNetConfig(depth=3, width=50_000, act="tanh", sigma_w=1.0)),
+     "residual ensemble"),
+    (lambda: ensemble.make_resnet(10, 2, ensemble.ResNetConfig(depth=100, width=50_000, act="tanh", sigma_w=1.0)),
+     "make_resnet"),
+    (lambda: stats.class_correlation_matrix(torch.eye(2), torch.tensor([0, 1]), 10**9), "class_correlation_matrix"),
+    (lambda: critique.relu_kurtosis_exact(10, 10**9), "relu_kurtosis_exact"),
+    (lambda: ensemble.prepare_inputs(torch.rand(100, 3, 8, 8), 10**7, 50), "prepare_inputs"),
 ])
 def test_work_past_the_budget_is_refused_with_its_estimate(monkeypatch, call, what):
     monkeypatch.delenv(_checks.BUDGET_ENV, raising=False)

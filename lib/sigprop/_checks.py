@@ -26,7 +26,7 @@ Tensor = torch.Tensor
 
 __all__ = ["check_int", "check_real", "check_nonneg", "real_tensor", "real_array", "check_tensor", "check_generator",
            "check_device", "check_dtype", "check_budget", "BUDGET_ENV", "check_shape", "check_callable",
-           "check_scale", "check_path", "shown"]
+           "check_scale", "check_path", "shown", "check_alloc"]
 
 
 def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
@@ -163,15 +163,21 @@ def check_budget(what: str, *, seconds: float = 0.0, nbytes: float = 0.0, device
     """Refuses, before it starts, work estimated to take more than ``BUDGET_SECONDS`` (2 minutes)
     of one CPU core or to hold more than ``BUDGET_BYTES`` (4 GiB) at once; the message gives
     the estimate and how to allow it (``SIGPROP_MAX_WORK=<factor>`` multiplies both limits,
-    ``SIGPROP_MAX_WORK=off`` lifts them). On a GPU the time estimate is divided by 50."""
+    ``SIGPROP_MAX_WORK=off`` lifts them). On a GPU the time estimate is divided by 50 and the
+    memory budget is the GPU's memory (when larger than 4 GiB)."""
     factor = _budget_factor()
+    budget_bytes = BUDGET_BYTES
     if str(getattr(device, "type", device)).startswith("cuda"):  # unchecked yet: never raises here
         seconds = seconds / 50.0
+        try:  # on a GPU, its own memory is the limit
+            budget_bytes = max(BUDGET_BYTES, torch.cuda.get_device_properties(torch.device(device)).total_memory)
+        except Exception:  # noqa: BLE001 - no CUDA, or a bad index: the device check reports it
+            pass
     over = []
     if seconds > BUDGET_SECONDS * factor:
         over.append(f"about {seconds:,.0f} s of work (budget {BUDGET_SECONDS * factor:,.0f} s)")
-    if nbytes > BUDGET_BYTES * factor:
-        over.append(f"about {nbytes / 2**30:,.1f} GiB held at once (budget {BUDGET_BYTES * factor / 2**30:,.1f} GiB)")
+    if nbytes > budget_bytes * factor:
+        over.append(f"about {nbytes / 2**30:,.1f} GiB held at once (budget {budget_bytes * factor / 2**30:,.1f} GiB)")
     if over:
         raise ValueError(f"{what}: the estimate is {' and '.join(over)}, past the work budget. Make the problem "
                          f"smaller, or allow it with the environment variable {BUDGET_ENV}=<factor> (e.g. 10), "
@@ -244,3 +250,10 @@ def shown(t: Tensor, ok: Optional[Tensor] = None, limit: int = 3) -> str:
     bad = t[~ok.expand_as(t)].flatten()
     head = ", ".join(repr(v) for v in bad[:limit].tolist()) + (", ..." if bad.numel() > limit else "")
     return f"got [{head}] ({bad.numel()} of {t.numel()} values)"
+
+
+def check_alloc(what: str, numel: float, dtype=torch.float32, device=None, copies: float = 1.0) -> None:
+    """:func:`check_budget` for a tensor of ``numel`` entries of ``dtype`` (``copies`` of it held
+    at once), before it is allocated."""
+    itemsize = torch.empty((), dtype=dtype).element_size() if isinstance(dtype, torch.dtype) else 8
+    check_budget(what, nbytes=float(numel) * itemsize * copies, device=device)

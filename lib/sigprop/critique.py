@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from . import activations as _acts
-from ._checks import check_budget, check_device, check_generator, check_int, check_real, check_shape, real_array
+from ._checks import check_budget, check_device, check_generator, check_int, check_real, check_shape, real_array, check_alloc
 from . import meanfield as _mf
 from .ensemble import conditional_gaussian_layer, random_layer
 from .gaussian import expect
@@ -566,6 +566,7 @@ def relu_kurtosis_exact(width, depth: int) -> Tensor:
     """
     L = _check_int(depth, "depth")
     n = real_array(width, "width")
+    check_alloc(f"relu_kurtosis_exact to depth {L}", L * max(1, n.numel()), torch.float64, copies=3)
     if bool((n < 1).any()):
         raise ValueError(f"width must be >= 1; got {width!r}")
     ls = torch.arange(1, L + 1, dtype=torch.float64).reshape((-1,) + (1,) * n.ndim)

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_budget, check_device, check_generator, check_int, real_tensor
+from ._checks import check_budget, check_device, check_generator, check_int, real_tensor, check_alloc
 from . import activations as _activations
 from . import runtime
 from .ensemble import conditional_gaussian_layer, random_layer
@@ -222,6 +222,7 @@ def weibull_sample(shape, theta: float, *, generator: Optional[torch.Generator] 
         raise ValueError(f"dtype must be a floating torch dtype; got {dtype!r}")
     dev = _device_for(device, generator)
     gdev = generator.device if generator is not None else dev
+    check_alloc(f"weibull_sample of shape {dims}", math.prod(dims), dtype, gdev, copies=2)
     e = torch.empty(dims, device=gdev, dtype=dtype).exponential_(1.0, generator=generator)
     sign = torch.empty(dims, device=gdev, dtype=dtype).bernoulli_(0.5, generator=generator).mul_(2.0).sub_(1.0)
     return (e.pow_(1.0 / theta).mul_(sign)).to(dev)
@@ -405,6 +406,7 @@ def q_sample(shape, theta: float, *, generator: Optional[torch.Generator] = None
         raise ValueError(f"dtype must be a floating torch dtype; got {dtype!r}")
     dev = _device_for(device, generator)
     gdev = generator.device if generator is not None else dev
+    check_alloc(f"q_sample of shape {dims}", math.prod(dims), torch.float64, gdev, copies=3)
     ang = torch.rand(dims, generator=generator, device=gdev, dtype=torch.float64) * (2.0 * math.pi)
     if math.isinf(theta):
         e = torch.empty(dims, device=gdev, dtype=torch.float64).exponential_(1.0, generator=generator)

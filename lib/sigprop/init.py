@@ -48,7 +48,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import torch
 
 from . import runtime
-from ._checks import check_device, check_dtype, check_generator, check_scale, check_shape
+from ._checks import check_alloc, check_device, check_dtype, check_generator, check_scale, check_shape
 
 Tensor = torch.Tensor
 Gain = Union[float, Tensor]
@@ -118,10 +118,13 @@ def _apply_gain(w: Tensor, gain: Gain, shape: tuple[int, ...]) -> Tensor:
     return w if gain == 1.0 else w * gain
 
 
-def _prepare(shape, gain, dtype, name="gain"):
+def _prepare(shape, gain, dtype, name="gain", device=None, generator=None):
     dims = _check_shape(shape)
     gain = _check_scale(gain, name)
     check_dtype(dtype)
+    # the sample and its scaled copy, refused before allocation past the work budget
+    where = device if device is not None else generator.device if isinstance(generator, torch.Generator) else None
+    check_alloc(f"a weight sample of shape {dims}", math.prod(dims), dtype, where, copies=2)
     return dims, gain
 
 
@@ -171,7 +174,7 @@ def lecun_normal(shape, *, generator=None, device=None, dtype=torch.float32, gai
         If ``shape`` has fewer than two dimensions or a size < 1, if ``gain`` is
         negative or not finite, or if ``dtype`` is not floating.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     w = _sample("normal", dims, 1.0 / math.sqrt(dims[-1]), generator, device, dtype)
     return _apply_gain(w, gain, dims)
 
@@ -183,7 +186,7 @@ def lecun_uniform(shape, *, generator=None, device=None, dtype=torch.float32, ga
 
     Parameters and errors as in :func:`lecun_normal`.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     w = _sample("uniform", dims, math.sqrt(3.0 / dims[-1]), generator, device, dtype)
     return _apply_gain(w, gain, dims)
 
@@ -199,7 +202,7 @@ def standard_uniform(shape, *, generator=None, device=None, dtype=torch.float32,
     of a tanh network shrink with depth, which the paper shows in its Fig. 7.
     Parameters and errors as in :func:`lecun_normal`.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     w = _sample("uniform", dims, 1.0 / math.sqrt(dims[-1]), generator, device, dtype)
     return _apply_gain(w, gain, dims)
 
@@ -212,7 +215,7 @@ def xavier_normal(shape, *, generator=None, device=None, dtype=torch.float32, ga
     The Gaussian counterpart of :func:`xavier_uniform` (same variance).
     Parameters and errors as in :func:`lecun_normal`.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     w = _sample("normal", dims, math.sqrt(2.0 / (dims[-1] + dims[-2])), generator, device, dtype)
     return _apply_gain(w, gain, dims)
 
@@ -229,7 +232,7 @@ def xavier_uniform(shape, *, generator=None, device=None, dtype=torch.float32, g
     (:math:`n_\text{out}\operatorname{Var}W = 1`).
     Parameters and errors as in :func:`lecun_normal`.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     w = _sample("uniform", dims, math.sqrt(6.0 / (dims[-1] + dims[-2])), generator, device, dtype)
     return _apply_gain(w, gain, dims)
 
@@ -243,7 +246,7 @@ def he_normal(shape, *, generator=None, device=None, dtype=torch.float32, gain: 
     :math:`E[\mathrm{relu}(h)^2] = \operatorname{Var}(h)/2`.
     Parameters and errors as in :func:`lecun_normal`.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     w = _sample("normal", dims, math.sqrt(2.0 / dims[-1]), generator, device, dtype)
     return _apply_gain(w, gain, dims)
 
@@ -256,7 +259,7 @@ def he_uniform(shape, *, generator=None, device=None, dtype=torch.float32, gain:
 
     Parameters and errors as in :func:`lecun_normal`.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     w = _sample("uniform", dims, math.sqrt(6.0 / dims[-1]), generator, device, dtype)
     return _apply_gain(w, gain, dims)
 
@@ -276,7 +279,7 @@ def orthogonal(shape, *, generator=None, device=None, dtype=torch.float32, gain:
     otherwise; its cost, :math:`O(n^3)` per matrix, dominates large ensembles.
     Parameters and errors as in :func:`lecun_normal`.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     n_out, n_in = dims[-2], dims[-1]
     work = torch.float64 if dtype == torch.float64 else torch.float32
     tall = n_out >= n_in
@@ -324,7 +327,7 @@ def gaussian(
         On a bad ``shape``, a negative or non-finite ``sigma_w`` or ``gain``, or a
         non-floating ``dtype``.
     """
-    dims, gain = _prepare(shape, gain, dtype)
+    dims, gain = _prepare(shape, gain, dtype, device=device, generator=generator)
     sigma_w = _check_scale(sigma_w, "sigma_w")
     w = _sample("normal", dims, 1.0 / math.sqrt(dims[-1]), generator, device, dtype)
     return _apply_gain(_apply_gain(w, sigma_w, dims), gain, dims)

@@ -221,6 +221,8 @@ def series_styles(n: int) -> list[dict]:
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be an integer >= 0 (the number of series); got n={n!r}")
+    if n > 10_000:  # a figure shows tens of series; millions of styles are a mistake (and memory)
+        raise ValueError(f"n must be at most 10,000 series (a figure legible at the site's width shows a few); got n={n!r}")
     styles = []
     for i in range(int(n)):
         styles.append(

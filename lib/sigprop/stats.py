@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._checks import check_budget, check_real, real_array
+from ._checks import check_alloc, check_budget, check_real, real_array
 
 __all__ = [
     "Moments", "moments", "kurtosis", "raw_moment", "abs_moment", "central_moment",
@@ -248,6 +248,9 @@ def class_correlation_matrix(corr: Tensor, labels: Tensor, n_classes: int,
                          f"corr); got shape {tuple(labels.shape)}")
     if labels.is_floating_point() or bool(((labels < 0) | (labels >= n_classes)).any()):
         raise ValueError(f"labels must be integers in [0, {n_classes}); got {labels.unique()}")
+    check_alloc(f"class_correlation_matrix with {n_classes} classes",
+                labels.numel() * n_classes + n_classes * n_classes * max(1, corr[..., 0, 0].numel()), torch.float64,
+                corr.device, copies=3)
     onehot = torch.nn.functional.one_hot(labels.long(), int(n_classes)).to(torch.float64)
     sums = onehot.T @ corr @ onehot
     counts = onehot.sum(0)

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from . import activations as _activations
-from ._checks import check_generator, check_int, check_nonneg
+from ._checks import check_alloc, check_generator, check_int, check_nonneg
 from . import init as _init
 from . import data as _data
 from . import runtime
@@ -162,6 +162,7 @@ def make_mlp(
     gain = _check_nonneg(gain, "gain")
     sigma_b = _check_nonneg(sigma_b, "sigma_b")
     dev = device if isinstance(device, torch.device) else runtime.device(device)
+    check_alloc(f"make_mlp with widths {ws}", sum(a * b + b for a, b in zip(ws[:-1], ws[1:])), dtype, dev)
     layers: List[nn.Module] = []
     for l, (fan_in, fan_out) in enumerate(zip(ws[:-1], ws[1:])):
         lin = nn.Linear(fan_in, fan_out, device=dev, dtype=dtype)

@@ -47,7 +47,7 @@ from torch import nn
 from .. import activations as _activations
 from .. import init as _init
 from .. import runtime
-from .._checks import check_dtype
+from .._checks import check_dtype, check_alloc
 from ._common import _check_int, _draw_seeds, _seeded
 
 Tensor = torch.Tensor
@@ -171,6 +171,8 @@ def resnet_parameters(
     _check_config(config)
     check_dtype(dtype)
     dev = _device(device)
+    check_alloc(f"resnet_parameters of {config.depth} layers of width {config.width}",
+                config.depth * config.n_nets * (config.width ** 2 + config.width), dtype, dev)
     layers = _Layers(config, _draw_seeds(generator, config.depth), dev, dtype)
     out = []
     for l in range(1, config.depth + 1):
@@ -241,6 +243,8 @@ def _prepare(config: ResNetConfig, x, generator, device, dtype) -> Tuple[_Layers
     dev = _device(device)
     if x is not None:  # checked before any draw: a refused call leaves the generator as it was
         x = _check_input(x, config)
+    # a layer's weights and the Jacobian (n_nets, N, N) of the Jacobian functions, a few at once
+    check_alloc(f"a residual ensemble of width {config.width}", config.n_nets * config.width ** 2, dtype, dev, copies=4)
     layers = _Layers(config, _draw_seeds(generator, config.depth), dev, dtype)
     if x is None:
         return layers, _default_input(config, generator, dev, dtype)
@@ -442,6 +446,8 @@ def make_resnet(
     _check_int(n_out, "n_out")
     _check_config(config)
     dev = _device(device)
+    check_alloc(f"make_resnet of {config.depth} layers of width {config.width}",
+                config.depth * (config.width ** 2 + config.width) + (n_in + n_out + 1) * config.width, torch.float32, dev)
     one = ResNetConfig(config.depth, config.width, config.act, config.sigma_w, config.sigma_b, 1, config.init)
     gen_dev = generator.device if generator is not None else dev
     embed, readout = nn.Linear(n_in, config.width), nn.Linear(config.width, n_out)

@@ -109,7 +109,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import init as _init
-from .._checks import check_generator
+from .._checks import check_alloc, check_generator
 from .._deprecation import renamed_kwarg, warn_renamed
 from .. import runtime
 from .. import stats as _stats
@@ -428,6 +428,8 @@ def prepare_inputs(images: Tensor, n_nets: int, batch: int, generator: Optional[
             raise ValueError(f"downsample must divide the images' height and width {tuple(x.shape[-2:])}; "
                              f"got {downsample}")
         x = F.avg_pool2d(x, downsample)
+    check_alloc(f"prepare_inputs of {n_nets} x {batch} images", n_nets * batch * x[0].numel(), torch.float32, x.device,
+                copies=3)
     dev = generator.device if generator is not None else torch.device("cpu")
     idx = torch.stack([torch.randperm(x.shape[0], generator=generator, device=dev)[:batch]
                        for _ in range(n_nets)]).to(x.device)
