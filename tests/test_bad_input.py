@@ -181,6 +181,8 @@ def test_sizes_within_the_budget_run(width, depth):
     (lambda: stats.class_correlation_matrix(torch.eye(2), torch.tensor([0, 1]), 10**9), "class_correlation_matrix"),
     (lambda: critique.relu_kurtosis_exact(10, 10**9), "relu_kurtosis_exact"),
     (lambda: ensemble.prepare_inputs(torch.rand(100, 3, 8, 8), 10**7, 50), "prepare_inputs"),
+    (lambda: sigprop.resnet_theory.resnet_mean_field("tanh", 1.0, 10**8), "resnet_mean_field"),
+    (lambda: mf.layer_variances("tanh", 1.0, [1.5] * 10**6), "layer_variances"),
 ])
 def test_work_past_the_budget_is_refused_with_its_estimate(monkeypatch, call, what):
     monkeypatch.delenv(_checks.BUDGET_ENV, raising=False)

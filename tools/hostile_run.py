@@ -484,6 +484,21 @@ GUARDS = {
         "mf.phase_diagram('tanh', torch.linspace(0.5, 4, 3000), torch.linspace(0, 2, 3000), correlations=True)",
     "stats.correlation_matrix(2e5 inputs)": "from sigprop import stats; import torch; stats.correlation_matrix(torch.randn(200000, 8))",
     "explore.phase_figure(resolution=5000)": "from sigprop import explore; explore.phase_figure(resolution=5000)",
+    "init.gaussian((1e5, 1e5))": "from sigprop import init; init.gaussian((100000, 100000))",
+    "gp.weibull_sample((1e6, 1e5))": "from sigprop import gaussian_preact as gp; gp.weibull_sample((10**6, 10**5), 3.0)",
+    "train.make_mlp([50000] * 10)": "from sigprop import train; train.make_mlp([50000] * 10, 'tanh')",
+    "ensemble.propagate_mlp(width 50000)": "from sigprop import ensemble; import torch; "
+        "ensemble.propagate_mlp(torch.randn(8, 100), ensemble.MLPConfig(depth=1000, width=50000, act='tanh'))",
+    "ensemble.propagate_resnet(width 50000)": "from sigprop import ensemble; "
+        "ensemble.propagate_resnet(ensemble.ResNetConfig(depth=1000, width=50000, act='tanh', sigma_w=1.0))",
+    "ensemble.make_resnet(width 50000)": "from sigprop import ensemble; "
+        "ensemble.make_resnet(100, 10, ensemble.ResNetConfig(depth=100, width=50000, act='tanh', sigma_w=1.0))",
+    "resnet_theory.resnet_mean_field(depth 1e8)": "from sigprop import resnet_theory as r; r.resnet_mean_field('tanh', 1.0, 10**8)",
+    "mf.layer_variances(depth 1e6)": "from sigprop import meanfield as mf; mf.layer_variances('tanh', 1.0, [1.5] * 10**6)",
+    "stats.class_correlation_matrix(1e9 classes)": "from sigprop import stats; import torch; "
+        "stats.class_correlation_matrix(torch.eye(2), torch.tensor([0, 1]), 10**9)",
+    "ensemble.prepare_inputs(1e7 nets)": "from sigprop import ensemble; import torch; "
+        "ensemble.prepare_inputs(torch.rand(100, 3, 8, 8), 10**7, 50)",
 }
 
 

@@ -633,6 +633,7 @@ def layer_variances(
     except TypeError:
         raise ValueError(f"sigma_w must be a sequence of per-layer scales (sigma_w_1, ..., sigma_w_L); got {sigma_w!r}") from None
     depth = len(sws)
+    check_budget(f"layer_variances of {depth} layers", seconds=depth * 1e-3)  # ~0.4 ms a layer measured
     if depth == 0:
         raise ValueError("sigma_w must hold at least one layer's scale")
     if widths is None:

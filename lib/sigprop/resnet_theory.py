@@ -72,7 +72,7 @@ import numpy as np
 import torch
 
 from . import activations as _acts
-from ._checks import check_int, check_real, real_array as _as_t, real_tensor
+from ._checks import check_budget, check_int, check_real, real_array as _as_t, real_tensor
 from .gaussian import expect
 
 Tensor = torch.Tensor
@@ -150,6 +150,9 @@ def resnet_mean_field(act, sigma_w: Param, depth: int, sigma_b: Param = 0.0, p0:
     m = _as_t(m0, "m0")
     if bool(torch.any(m * m > p * (1 + 1e-12))):
         raise ValueError(f"m0 must satisfy m0^2 <= p0 (a mean cannot exceed the root mean square); got m0={m0!r}, p0={p0!r}")
+    n_points = torch.broadcast_shapes(sw.shape, sb.shape, p.shape, m.shape).numel()
+    check_budget(f"resnet_mean_field(depth={L})", seconds=L * (1e-3 + 4e-6 * n_points),  # ~0.5 ms a layer measured
+                 nbytes=L * n_points * 8 * 4)
     sw, sb, p, m = torch.broadcast_tensors(sw, sb, p, m)
     s2 = sw * sw / L
     f = lambda u: (a.fn(u), a.fn(u) ** 2, a.deriv(u) ** 2)
