@@ -356,9 +356,19 @@ def theory_vs_simulation(
 
 def heatmap(ax, z, x, y, *, cbar_label: str = "", log: bool = False, contour_level: Optional[float] = None, **kw):
     """Heatmap of ``z[i, j]`` over ``x[i]`` (horizontal) and ``y[j]`` (vertical) with an
-    optional contour (e.g. :math:`\\chi_1 = 1`) drawn in white.  Returns the image."""
+    optional contour (e.g. :math:`\\chi_1 = 1`) drawn in white; a nan in ``z`` is a cell
+    without a value (e.g. a fixed point never reached), drawn blank.  Returns the image."""
     _check_axes(ax)
-    z = real_array(z, "z", finite=False).cpu().numpy()
+    try:
+        arr = np.asarray(z.detach().cpu() if hasattr(z, "detach") else z)
+    except (TypeError, ValueError):  # not an array: real_array says why
+        arr = None
+    holes = np.isnan(arr) if arr is not None and arr.dtype.kind == "f" else None
+    if holes is not None and holes.any():
+        z = real_array(np.where(holes, 0.0, arr), "z", finite=False).cpu().numpy()
+        z[holes] = np.nan
+    else:
+        z = real_array(z, "z", finite=False).cpu().numpy()
     x, y = _points(x, "x"), _points(y, "y")
     if z.shape != (x.size, y.size):
         raise ValueError(f"z must have shape (len(x), len(y)) = ({x.size}, {y.size}); got {z.shape}")
