@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ import torch
 Tensor = torch.Tensor
 
 __all__ = ["check_int", "check_real", "check_nonneg", "real_tensor", "real_array", "check_tensor", "check_generator",
-           "check_device", "check_dtype", "check_budget", "BUDGET_ENV", "check_shape", "check_callable",
+           "check_device", "resolve_device", "check_dtype", "check_budget", "BUDGET_ENV", "check_shape", "check_callable",
            "check_scale", "check_path", "shown", "check_alloc"]
 
 
@@ -128,6 +128,18 @@ def check_device(device, name: str = "device") -> torch.device:
         raise ValueError(f"{name} must be 'cpu', 'cuda' or 'cuda:<index>'; got {str(device)!r} "
                          f"({'a meta device holds no data' if dev.type == 'meta' else 'not supported'})")
     return dev
+
+
+def resolve_device(device, generator) -> torch.device:
+    """The device a sampler draws on: ``device`` when given (checked), else the generator's,
+    else :func:`sigprop.runtime.device`."""
+    check_generator(generator)
+    if device is not None:
+        return check_device(device)
+    if generator is not None:
+        return generator.device
+    from . import runtime  # runtime imports this module: imported here, not at the top
+    return runtime.device()
 
 
 def check_dtype(dtype, name: str = "dtype") -> torch.dtype:

@@ -1,14 +1,18 @@
-"""Renamed public names keep working for one release, with a :class:`DeprecationWarning`.
+"""Renamed and moved public names keep working for one release, with a :class:`DeprecationWarning`.
 
-Each rename is listed in ``CHANGELOG.md`` under the release that made it. The helpers here are
+Each change is listed in ``CHANGELOG.md`` under the release that made it. The helpers here are
 the only way a module keeps an old name: :func:`renamed_kwarg` for a keyword argument,
-:func:`renamed_function` for a function, :func:`warn_renamed` for anything else (an attribute,
-a module).
+:func:`renamed_function` for a function, :func:`moved_names` for names that moved to another
+module (the old module sets ``__getattr__ = moved_names(__name__, {...})``),
+:func:`warn_module_moved` for a module that moved as a whole (it re-exports its new home's
+names), :func:`warn_renamed` for anything else (an attribute).
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
+from typing import Callable, Dict
 
 
 def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
@@ -43,3 +47,21 @@ def renamed_function(fn, old: str, module: str):
     alias.__name__ = alias.__qualname__ = old
     alias.__doc__ = f"Deprecated alias of :func:`{fn.__name__}` (removed in the next release)."
     return alias
+
+
+def moved_names(module: str, new_homes: Dict[str, str]) -> Callable[[str], object]:
+    """A module ``__getattr__`` serving ``module.<name>`` from the module ``new_homes[name]``,
+    with a :class:`DeprecationWarning`."""
+
+    def __getattr__(name: str):
+        if name not in new_homes:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warn_renamed(f"{module}.{name}", f"{new_homes[name]}.{name}")
+        return getattr(importlib.import_module(new_homes[name]), name)
+
+    return __getattr__
+
+
+def warn_module_moved(module: str, home: str) -> None:
+    """Warn, when ``module`` is imported, that it is a deprecated alias of the module ``home``."""
+    warn_renamed(f"the module {module}", home, stacklevel=4)

@@ -150,12 +150,16 @@ class _QTable:
         return self._torch[key]
 
     # survival / density of |Y| at arbitrary y >= 0 (numpy)
-    def survival(self, y: np.ndarray) -> np.ndarray:
+    def _on_log_grid(self, y: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(y as float64, y > 0, log y (0 where y <= 0), points inside the table's log-grid)."""
         y = np.asarray(y, dtype=np.float64)
-        out = np.ones_like(y)
         pos = y > 0
         lu = np.log(np.where(pos, y, 1.0))
-        inside = pos & (lu >= self.u[0]) & (lu <= self.u[-1])
+        return y, pos, lu, pos & (lu >= self.u[0]) & (lu <= self.u[-1])
+
+    def survival(self, y: np.ndarray) -> np.ndarray:
+        y, pos, lu, inside = self._on_log_grid(y)
+        out = np.ones_like(y)
         ds = -self.yf  # dS/du
         val, _ = _hermite_np(self.u, self.surv, ds, lu[inside])
         out[inside] = np.clip(val, 0.0, 1.0)
@@ -165,11 +169,8 @@ class _QTable:
         return out
 
     def density(self, y: np.ndarray) -> np.ndarray:
-        y = np.asarray(y, dtype=np.float64)
+        y, pos, lu, inside = self._on_log_grid(y)
         out = np.zeros_like(y)
-        pos = y > 0
-        lu = np.log(np.where(pos, y, 1.0))
-        inside = pos & (lu >= self.u[0]) & (lu <= self.u[-1])
         # cubic Hermite interpolation of g(u) = y f(y) with its exact slope, then divide by y
         val, _ = _hermite_np(self.u, self.yf, self.dyf, lu[inside])
         out[inside] = np.clip(val, 0.0, None) / y[inside]

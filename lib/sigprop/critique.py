@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from . import activations as _acts
-from ._checks import check_budget, check_device, check_generator, check_int, check_real, check_shape, real_array, check_alloc
+from ._checks import check_budget, check_device, check_generator, check_int, check_nonneg, check_real, check_shape, real_array, check_alloc
 from . import meanfield as _mf
 from .ensemble import conditional_gaussian_layer, random_layer
 from .gaussian import expect
@@ -49,13 +49,6 @@ __all__ = [
     "PreactSamples", "sample_preactivations", "kurtosis_prediction", "relu_kurtosis_exact",
     "mean_field_class_correlation",
 ]
-
-
-def _check_pos_float(value, name: str, lo: float = 0.0, hi: float = math.inf, lo_open: bool = True) -> float:
-    return check_real(value, name, lo, hi, lo_open=lo_open, hi_open=True)
-
-
-_check_int = check_int
 
 
 # --------------------------------------------------------------------------- #
@@ -103,8 +96,8 @@ def log_periodic_activation(delta: float = 0.99, omega: float = 2.0) -> _acts.Ac
     ValueError
         If ``delta`` is not in [0, 1) or ``omega`` is not > 0.
     """
-    d = _check_pos_float(delta, "delta", 0.0, 1.0, lo_open=False)
-    w = _check_pos_float(omega, "omega")
+    d = check_real(delta, "delta", 0.0, 1.0, hi_open=True)
+    w = check_real(omega, "omega", 0.0, lo_open=True)
 
     def fn(x: Tensor) -> Tensor:
         ax = x.abs()
@@ -163,8 +156,8 @@ def log_periodic_ratio(delta: float, omega: float, q, derivative: bool = False):
     ValueError
         For bad ``delta``/``omega`` or ``q <= 0``.
     """
-    d = _check_pos_float(delta, "delta", 0.0, 1.0, lo_open=False)
-    w = _check_pos_float(omega, "omega")
+    d = check_real(delta, "delta", 0.0, 1.0, hi_open=True)
+    w = check_real(omega, "omega", 0.0, lo_open=True)
     qt = torch.as_tensor(q, dtype=torch.float64)
     if not bool(torch.isfinite(qt).all()) or bool((qt <= 0).any()):
         raise ValueError(f"q must be finite and > 0; got {q!r}")
@@ -199,9 +192,9 @@ def log_periodic_sigma_w(delta: float = 0.99, omega: float = 2.0, n_grid: int = 
     ValueError
         For bad ``delta``/``omega``, ``delta = 0`` (then :math:`r` is constant) or ``n_grid < 16``.
     """
-    d = _check_pos_float(delta, "delta", 0.0, 1.0, lo_open=True)
-    w = _check_pos_float(omega, "omega")
-    n = _check_int(n_grid, "n_grid", 16)
+    d = check_real(delta, "delta", 0.0, 1.0, lo_open=True, hi_open=True)
+    w = check_real(omega, "omega", 0.0, lo_open=True)
+    n = check_int(n_grid, "n_grid", 16)
     logq = torch.linspace(0.0, 4 * math.pi / w, n + 1, dtype=torch.float64)[:-1]
     r = log_periodic_ratio(d, w, torch.exp(logq))
     return float(math.sqrt(2.0 / float(r.min() + r.max())))
@@ -232,12 +225,12 @@ def log_periodic_fixed_points(delta: float, omega: float, sigma_w: float, q_lo: 
     """
     from scipy.optimize import brentq
 
-    sw = _check_pos_float(sigma_w, "sigma_w")
-    lo = _check_pos_float(q_lo, "q_lo")
-    hi = _check_pos_float(q_hi, "q_hi")
+    sw = check_real(sigma_w, "sigma_w", 0.0, lo_open=True)
+    lo = check_real(q_lo, "q_lo", 0.0, lo_open=True)
+    hi = check_real(q_hi, "q_hi", 0.0, lo_open=True)
     if not lo < hi:
         raise ValueError(f"q_lo must be < q_hi; got q_lo={q_lo!r}, q_hi={q_hi!r}")
-    w = _check_pos_float(omega, "omega")
+    w = check_real(omega, "omega", 0.0, lo_open=True)
     period = 4 * math.pi / w
     n = max(16, int(math.ceil(64 * math.log(hi / lo) / period)))
     logq = torch.linspace(math.log(lo), math.log(hi), n + 1, dtype=torch.float64)
@@ -274,13 +267,13 @@ def variance_map_fixed_points(act, sigma_w: float, sigma_b: float = 0.0, q_lo: f
     """
     from scipy.optimize import brentq
 
-    lo = _check_pos_float(q_lo, "q_lo")
-    hi = _check_pos_float(q_hi, "q_hi")
+    lo = check_real(q_lo, "q_lo", 0.0, lo_open=True)
+    hi = check_real(q_hi, "q_hi", 0.0, lo_open=True)
     if not lo < hi:
         raise ValueError(f"q_lo must be < q_hi; got q_lo={q_lo!r}, q_hi={q_hi!r}")
-    n = _check_int(n_grid, "n_grid", 10)
-    sw = _check_pos_float(sigma_w, "sigma_w", lo_open=False)
-    sb = _check_pos_float(sigma_b, "sigma_b", lo_open=False)
+    n = check_int(n_grid, "n_grid", 10)
+    sw = check_nonneg(sigma_w, "sigma_w")
+    sb = check_nonneg(sigma_b, "sigma_b")
     a = _acts.get(act)
     grid = torch.logspace(math.log10(lo), math.log10(hi), n, dtype=torch.float64)
     g = (_mf.q_map(a, grid, sw, sb) - grid).numpy()
@@ -441,15 +434,15 @@ def sample_preactivations(act, sigma_w: float, sigma_b: float, width: int, depth
         For non-positive sizes, negative scales, ``q0 <= 0`` or an unknown ``weights``.
     """
     a = _acts.get(act)
-    sw = _check_pos_float(sigma_w, "sigma_w", lo_open=False)
-    sb = _check_pos_float(sigma_b, "sigma_b", lo_open=False)
-    n = _check_int(width, "width")
-    L = _check_int(depth, "depth")
-    m = _check_int(n_nets, "n_nets")
+    sw = check_nonneg(sigma_w, "sigma_w")
+    sb = check_nonneg(sigma_b, "sigma_b")
+    n = check_int(width, "width")
+    L = check_int(depth, "depth")
+    m = check_int(n_nets, "n_nets")
     # each layer is drawn from its law given the previous one: O(width) per layer and network
     check_budget(f"sample_preactivations(width={n}, depth={L}, n_nets={m})",
                  seconds=float(n) * L * m * 1e-8, nbytes=float(n) * m * 8 * 4, device=device)
-    q0 = _check_pos_float(q0, "q0")
+    q0 = check_real(q0, "q0", 0.0, lo_open=True)
     if weights not in ("gaussian", "weibull2"):
         raise ValueError(f"weights must be 'gaussian' or 'weibull2'; got {weights!r}")
     check_generator(generator)
@@ -525,11 +518,11 @@ def kurtosis_prediction(act, sigma_w: float, sigma_b: float, width: int, depth: 
         For non-positive sizes, negative scales or ``q0 <= 0``.
     """
     a = _acts.get(act)
-    sw = _check_pos_float(sigma_w, "sigma_w", lo_open=False)
-    sb = _check_pos_float(sigma_b, "sigma_b", lo_open=False)
-    n = _check_int(width, "width")
-    L = _check_int(depth, "depth")
-    q0 = _check_pos_float(q0, "q0")
+    sw = check_nonneg(sigma_w, "sigma_w")
+    sb = check_nonneg(sigma_b, "sigma_b")
+    n = check_int(width, "width")
+    L = check_int(depth, "depth")
+    q0 = check_real(q0, "q0", 0.0, lo_open=True)
     K = sw**2 * q0 + sb**2  # variance of layer 1, exact
     varQ = 0.0
     out = [0.0]
@@ -564,7 +557,7 @@ def relu_kurtosis_exact(width, depth: int) -> Tensor:
     ValueError
         For a width < 1 or depth < 1.
     """
-    L = _check_int(depth, "depth")
+    L = check_int(depth, "depth")
     n = real_array(width, "width")
     check_alloc(f"relu_kurtosis_exact to depth {L}", L * max(1, n.numel()), torch.float64, copies=3)
     if bool((n < 1).any()):
@@ -634,9 +627,9 @@ def mean_field_class_correlation(act, sigma_w: float, sigma_b: float, corr_in: T
     lays = [int(x) for x in layers]
     if any(x < 0 for x in lays) or not lays:
         raise ValueError(f"layers must be non-negative integers; got {layers!r}")
-    g = _check_int(n_grid, "n_grid", 3)
-    sw = _check_pos_float(sigma_w, "sigma_w", lo_open=False)
-    sb = _check_pos_float(sigma_b, "sigma_b", lo_open=False)
+    g = check_int(n_grid, "n_grid", 3)
+    sw = check_nonneg(sigma_w, "sigma_w")
+    sb = check_nonneg(sigma_b, "sigma_b")
     c_traj = _c_grid_trajectory(_acts.get(act), g, float(q0), sw, sb, max(lays))
     out = []
     x = corr.clamp(-1, 1)

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Callable, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -225,6 +225,23 @@ def _sums(f, qc: Tensor, edges: Tensor, with_z: bool, rule: QuadratureRule) -> l
     return [(torch.broadcast_to(v, w.shape) * w).sum(-1) for v in vals]
 
 
+def _scatter(results: Optional[List[Tensor]], parts: List[List[Tensor]], idx: Tensor, like: Tensor) -> List[Tensor]:
+    """Write one bucket's results (``parts``: per chunk, one tensor per output of ``f``) at the
+    flat positions ``idx`` of full-size outputs shaped like ``like`` (allocated on first use)."""
+    per = [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
+    if results is None:
+        results = [torch.empty(like.shape, dtype=per[0].dtype, device=like.device) for _ in per]
+    for r, v in zip(results, per):
+        r[idx] = v
+    return results
+
+
+def _shaped(results: List[Tensor], shape) -> Union[Tensor, Tuple[Tensor, ...]]:
+    """The outputs in the broadcast shape of the inputs: one tensor, or a tuple of them."""
+    out = tuple(r.reshape(shape) for r in results)
+    return out if len(out) > 1 else out[0]
+
+
 def expect(
     f: Callable[..., Union[Tensor, Tuple[Tensor, ...]]],
     q: ArrayLike,
@@ -311,16 +328,11 @@ def expect(
             else:
                 edges = _edges(int(key), rule.z_max, breaks_z, (qc.numel(),), qc)
             parts.append(_sums(f, qc, edges, with_z, rule))
-        per = [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
-        if results is None:
-            results = [torch.empty(flat.shape, dtype=per[0].dtype, device=flat.device) for _ in per]
-        for r, v in zip(results, per):
-            r[idx] = v
+        results = _scatter(results, parts, idx, flat)
     if results is None:  # no points: as many empty results as f returns
         e = flat[:0]
         results = [torch.empty_like(e) for _ in (_call(f, e, e) if with_z else _call(f, e))]
-    out = tuple(r.reshape(shape) for r in results)
-    return out if len(out) > 1 else out[0]
+    return _shaped(results, shape)
 
 
 def expect2(
@@ -418,16 +430,11 @@ def expect2(
             vals = _call(f, u1, u2)
             ww = w1[:, :, None] * w2
             parts.append([(torch.broadcast_to(v, ww.shape) * ww).sum((-1, -2)) for v in vals])
-        per = [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
-        if results is None:
-            results = [torch.empty(f1.shape, dtype=per[0].dtype, device=f1.device) for _ in per]
-        for r, v in zip(results, per):
-            r[idx] = v
+        results = _scatter(results, parts, idx, f1)
     if results is None:  # no points: as many empty results as f returns
         e = f1[:0]
         results = [torch.empty_like(e) for _ in _call(f, e[:, None, None], e[:, None, None])]
-    out = tuple(r.reshape(shape) for r in results)
-    return out if len(out) > 1 else out[0]
+    return _shaped(results, shape)
 
 
 def hermite_expect(f: Callable[[Tensor], Tensor], q: ArrayLike, n: int = 100) -> Tensor:

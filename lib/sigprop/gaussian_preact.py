@@ -52,9 +52,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_budget, check_device, check_generator, check_int, real_tensor, check_alloc
+from ._checks import resolve_device, check_budget, check_int, real_tensor, check_alloc
 from . import activations as _activations
-from . import runtime
 from .ensemble import conditional_gaussian_layer, random_layer
 from ._deprecation import renamed_function
 from ._qtheta_numerics import _PhiFunction, _arcsine_survival, _closed_form, _npdf, _table, _table_eval
@@ -130,14 +129,6 @@ def _shape(shape) -> Tuple[int, ...]:
         raise ValueError(f"shape must be a sequence of non-negative integers; got {shape!r}")
     return dims
 
-
-def _device_for(device, generator):
-    check_generator(generator)
-    if device is not None:
-        return check_device(device)
-    if generator is not None:
-        return generator.device
-    return runtime.device()
 
 
 # --------------------------------------------------------------------------- #
@@ -220,7 +211,7 @@ def weibull_sample(shape, theta: float, *, generator: Optional[torch.Generator] 
     dims = _shape(shape)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch dtype; got {dtype!r}")
-    dev = _device_for(device, generator)
+    dev = resolve_device(device, generator)
     gdev = generator.device if generator is not None else dev
     check_alloc(f"weibull_sample of shape {dims}", math.prod(dims), dtype, gdev, copies=2)
     e = torch.empty(dims, device=gdev, dtype=dtype).exponential_(1.0, generator=generator)
@@ -404,7 +395,7 @@ def q_sample(shape, theta: float, *, generator: Optional[torch.Generator] = None
     dims = _shape(shape)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch dtype; got {dtype!r}")
-    dev = _device_for(device, generator)
+    dev = resolve_device(device, generator)
     gdev = generator.device if generator is not None else dev
     check_alloc(f"q_sample of shape {dims}", math.prod(dims), torch.float64, gdev, copies=3)
     ang = torch.rand(dims, generator=generator, device=gdev, dtype=torch.float64) * (2.0 * math.pi)
@@ -649,7 +640,7 @@ def propagate(
         fn = _activations.get(act).fn
     if c0 is not None and (isinstance(c0, bool) or not isinstance(c0, numbers.Real) or not -1.0 <= c0 <= 1.0):
         raise ValueError(f"c0 must be a correlation in [-1, 1]; got {c0!r}")
-    dev = _device_for(device, generator)
+    dev = resolve_device(device, generator)
     gdev = generator.device if generator is not None else dev
     batch = 1 if c0 is None else 2
 
@@ -720,7 +711,7 @@ def make_mlp(widths: Sequence[int], theta: float, family: str = "odd", *,
         raise ValueError(f"widths must hold at least two integers >= 1; got {widths!r}")
     inits = [_unit_gaussian] + [weibull_init(theta)] * (len(ws) - 2)
     return train.make_mlp(ws, activation(theta, family), inits, generator=generator,
-                          device=_device_for(device, generator), dtype=dtype)
+                          device=resolve_device(device, generator), dtype=dtype)
 
 
 # --------------------------------------------------------------------------- #

@@ -43,12 +43,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Callable, Dict, Sequence, Union
 
 import torch
 
-from . import runtime
-from ._checks import check_alloc, check_device, check_dtype, check_generator, check_scale, check_shape
+from ._checks import resolve_device, check_alloc, check_dtype, check_scale, check_shape
 
 Tensor = torch.Tensor
 Gain = Union[float, Tensor]
@@ -88,14 +87,6 @@ _check_scale = check_scale  # a non-negative finite number, or a tensor of them 
 
 
 
-def _resolve_device(device, generator: Optional[torch.Generator]) -> torch.device:
-    check_generator(generator)
-    if device is not None:
-        return check_device(device)
-    if generator is not None:
-        return generator.device
-    return runtime.device()
-
 
 def _apply_gain(w: Tensor, gain: Gain, shape: tuple[int, ...]) -> Tensor:
     """Multiply ``w`` by ``gain`` broadcast against the leading dims ``shape[:-2]``."""
@@ -130,7 +121,7 @@ def _prepare(shape, gain, dtype, name="gain", device=None, generator=None):
 
 def _sample(kind: str, dims, std_or_bound: float, generator, device, dtype) -> Tensor:
     """Draw N(0, std^2) (kind 'normal') or U[-a, a] (kind 'uniform') on the generator's device."""
-    dev = _resolve_device(device, generator)
+    dev = resolve_device(device, generator)
     gen_dev = generator.device if generator is not None else dev
     if kind == "normal":
         # one pass: the same numbers as randn(...) * std, without a second sweep over the tensor
@@ -284,7 +275,7 @@ def orthogonal(shape, *, generator=None, device=None, dtype=torch.float32, gain:
     work = torch.float64 if dtype == torch.float64 else torch.float32
     tall = n_out >= n_in
     g_shape = dims if tall else dims[:-2] + (n_in, n_out)
-    dev = _resolve_device(device, generator)
+    dev = resolve_device(device, generator)
     gen_dev = generator.device if generator is not None else dev
     g = torch.randn(g_shape, generator=generator, device=gen_dev, dtype=work).to(dev)
     q, r = torch.linalg.qr(g, mode="reduced")

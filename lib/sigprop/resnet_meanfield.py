@@ -6,7 +6,7 @@ This module re-exports :func:`~sigprop.resnet_theory.resnet_mean_field`,
 """
 from __future__ import annotations
 
-from ._moved import warn_module_moved
+from ._deprecation import warn_module_moved
 from .resnet_theory import effective_cumulant, resnet_mean_field, sigma_w_for_cumulant
 
 warn_module_moved(__name__, "sigprop.resnet_theory")

@@ -94,10 +94,6 @@ __all__ = [
 ]
 
 
-def _check_depth(depth) -> int:
-    return check_int(depth, "depth", 1)
-
-
 def _scalar(*xs) -> bool:
     return all(isinstance(v, numbers.Real) for v in xs)
 
@@ -143,7 +139,7 @@ def resnet_mean_field(act, sigma_w: Param, depth: int, sigma_b: Param = 0.0, p0:
         :math:`p_0 \le 0` or :math:`m_0^2 > p_0`.
     """
     a = _acts.get(act)
-    L = _check_depth(depth)
+    L = check_int(depth, "depth", 1)
     sw = _as_t(sigma_w, "sigma_w", low=0.0)
     sb = _as_t(sigma_b, "sigma_b", low=0.0)
     p = _as_t(p0, "p0", low=0.0, strict=True)

@@ -64,7 +64,7 @@ import torch
 from . import activations as _acts
 from . import meanfield as _mf
 from . import runtime
-from ._moved import moved_names
+from ._deprecation import moved_names
 from .ensemble import MLPConfig, MLPLayerSampler
 from .gaussian import expect
 from ._checks import check_budget, check_dtype, real_tensor

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from . import activations as _activations
-from ._checks import check_alloc, check_generator, check_int, check_nonneg
+from ._checks import check_alloc, check_int, check_nonneg
 from . import init as _init
 from . import data as _data
 from . import runtime

@@ -46,8 +46,6 @@ References
 """
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -58,7 +56,7 @@ from . import activations as _acts
 from . import init as _init
 from . import data as _data
 from . import runtime
-from ._checks import check_dtype, check_generator, check_tensor
+from ._checks import check_dtype, check_generator, check_int, check_nonneg, check_real, check_tensor
 
 Tensor = torch.Tensor
 Params = List[Tuple[Tensor, Tensor]]
@@ -69,20 +67,6 @@ __all__ = ["init_parameters", "forward", "train", "TrainResult", "train_grid"]
 # --------------------------------------------------------------------------- #
 # Argument checks.
 # --------------------------------------------------------------------------- #
-def _pos_int(value, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-    return int(value)
-
-
-def _pos_float(value, name: str, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    if value < 0 or (strict and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}; got {value!r}")
-    return float(value)
-
-
 def _scales(values, name: str) -> Tensor:
     try:
         t = torch.as_tensor(values, dtype=torch.float64).detach().cpu().reshape(-1)
@@ -148,13 +132,13 @@ def init_parameters(
         On non-positive sizes, negative or non-finite scales, or a ``sigma_w`` whose
         length is not ``n_nets``.
     """
-    n_in, n_out = _pos_int(n_in, "n_in"), _pos_int(n_out, "n_out")
-    depth, width = _pos_int(depth, "depth"), _pos_int(width, "width")
+    n_in, n_out = check_int(n_in, "n_in"), check_int(n_out, "n_out")
+    depth, width = check_int(depth, "depth"), check_int(width, "width")
     sw = _scales(sigma_w, "sigma_w")
-    sigma_b = _pos_float(sigma_b, "sigma_b")
+    sigma_b = check_nonneg(sigma_b, "sigma_b")
     if n_nets is None:
         n_nets = sw.numel()
-    n_nets = _pos_int(n_nets, "n_nets")
+    n_nets = check_int(n_nets, "n_nets")
     if sw.numel() not in (1, n_nets):
         raise ValueError(f"sigma_w must have one value or n_nets = {n_nets} values; got {sw.numel()}")
     check_dtype(dtype)
@@ -294,12 +278,12 @@ def train(
     """
     a = _acts.get(act)
     x, y = _xy(data, "data")
-    steps, batch_size = _pos_int(steps, "steps"), _pos_int(batch_size, "batch_size")
+    steps, batch_size = check_int(steps, "steps"), check_int(batch_size, "batch_size")
     if batch_size > x.shape[0]:
         raise ValueError(f"batch_size must be at most the number of training inputs ({x.shape[0]}); got {batch_size}")
-    lr = _pos_float(lr, "lr", strict=True)
+    lr = check_real(lr, "lr", 0.0, lo_open=True)
     if n_eval is not None:
-        n_eval = _pos_int(n_eval, "n_eval")
+        n_eval = check_int(n_eval, "n_eval")
     if not params or not all(isinstance(w, Tensor) and w.requires_grad and b.requires_grad for w, b in params):
         raise ValueError("params must be a non-empty list of (W, b) leaf tensors with requires_grad, from init_parameters")
     w0 = params[0][0]
@@ -410,13 +394,13 @@ def train_grid(
     """
     sw = _scales(sigma_ws, "sigma_ws")
     try:
-        ds = [_pos_int(d, "every entry of depths") for d in depths]
+        ds = [check_int(d, "every entry of depths") for d in depths]
     except TypeError:
         raise ValueError(f"depths must be a sequence of integers >= 1; got {depths!r}") from None
     if not ds:
         raise ValueError("depths must hold at least one depth")
-    n_seeds = _pos_int(n_seeds, "n_seeds")
-    sigma_b = _pos_float(sigma_b, "sigma_b")
+    n_seeds = check_int(n_seeds, "n_seeds")
+    sigma_b = check_nonneg(sigma_b, "sigma_b")
     x, y = _xy(data, "data")
     n_classes = int(y.max()) + 1
     if eval_data is not None:

@@ -4,7 +4,7 @@ This module re-exports them for one release (see CHANGELOG.md).
 """
 from __future__ import annotations
 
-from .._moved import warn_module_moved
+from .._deprecation import warn_module_moved
 from ..moment_theory import (  # noqa: F401
     GAUSSIAN_ACTIVATION_INCREMENT, GAUSSIAN_NU1_ABS, activation_increment, resnet_exponent,
     vanilla_log_moment_diffusion,

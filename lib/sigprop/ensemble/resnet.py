@@ -37,7 +37,6 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple, Union
 
@@ -47,7 +46,7 @@ from torch import nn
 from .. import activations as _activations
 from .. import init as _init
 from .. import runtime
-from .._checks import check_dtype, check_alloc
+from .._checks import check_alloc, check_dtype, check_nonneg
 from ._common import _check_int, _draw_seeds, _seeded
 
 Tensor = torch.Tensor
@@ -57,13 +56,6 @@ __all__ = ["ResNetConfig", "ResNetTrace", "resnet_parameters", "propagate_resnet
 
 #: Weight ensembles of the residual branches.
 RESNET_INITS = ("gaussian", "orthogonal")
-
-
-def _check_scale(value, name: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -105,8 +97,8 @@ class ResNetConfig:
         _check_int(self.depth, "depth")
         _check_int(self.width, "width")
         _check_int(self.n_nets, "n_nets")
-        _check_scale(self.sigma_w, "sigma_w")
-        _check_scale(self.sigma_b, "sigma_b")
+        check_nonneg(self.sigma_w, "sigma_w")
+        check_nonneg(self.sigma_b, "sigma_b")
         _activations.get(self.act)
         if self.init not in RESNET_INITS:
             raise ValueError(f"init must be one of {RESNET_INITS}; got {self.init!r}")

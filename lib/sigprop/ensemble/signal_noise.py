@@ -109,7 +109,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import init as _init
-from .._checks import check_alloc, check_generator
+from .._checks import check_alloc, check_generator, check_nonneg, check_real
 from .._deprecation import renamed_kwarg, warn_renamed
 from .. import runtime
 from .. import stats as _stats
@@ -129,15 +129,6 @@ MOMENT_KEYS = ("nu1_abs", "nu2", "mu2", "mu4", "mu2_noise")
 _SITES = {"vanilla": ("y", "out"), "bn_ff": ("y", "z", "out"), "bn_res": ("z", "x", "y", "out")}
 _REFF_SITE = {"vanilla": "out", "bn_ff": "out", "bn_res": "x"}
 _F64 = torch.float64
-
-
-def _check_real(value, name: str, low: float, inclusive: bool = True) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    v = float(value) if ok else math.nan
-    if not ok or not math.isfinite(v) or (v < low if inclusive else v <= low):
-        rel = ">=" if inclusive else ">"
-        raise ValueError(f"{name} must be a finite number {rel} {low}; got {value!r}")
-    return v
 
 
 # --------------------------------------------------------------------------- #
@@ -211,8 +202,8 @@ class SignalNoiseConfig:
             raise ValueError(f"kernel_size must be an odd integer >= 1; got {self.kernel_size!r}")
         setf(self, "kernel_size", k)
         setf(self, "stem_stride", _check_int(self.stem_stride, "stem_stride"))
-        setf(self, "epsilon", _check_real(self.epsilon, "epsilon", 0.0))
-        setf(self, "sigma_w2", _check_real(self.sigma_w2, "sigma_w2", 0.0, inclusive=False))
+        setf(self, "epsilon", check_nonneg(self.epsilon, "epsilon"))
+        setf(self, "sigma_w2", check_real(self.sigma_w2, "sigma_w2", 0.0, lo_open=True))
 
     @property
     def sites(self) -> Tuple[str, ...]:
