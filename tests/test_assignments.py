@@ -14,6 +14,7 @@ import importlib.util
 import json
 import random
 import sys
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -477,14 +478,24 @@ def _digest(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _marked_processes():
+def _marked_processes(marker=MARKER):
     import psutil
 
     found = []
     for p in psutil.process_iter(["cmdline"]):
-        if MARKER in " ".join(p.info["cmdline"] or []):
+        if marker in " ".join(p.info["cmdline"] or []):
             found.append(p)
     return found
+
+
+HOST_MARKER = "sigprop-host-marker-7c2"
+HOST_TREE = f"""
+import subprocess, sys, time
+time.sleep(20)  # grading has begun (it takes a minute or more)
+marker = "{HOST_MARKER[:12]}" + "{HOST_MARKER[12:]}"  # not whole in this process's own command line
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(900)", marker])
+time.sleep(900)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -537,12 +548,20 @@ def batch(tmp_path_factory):
 
     before = state()
     out = root / "grades"
+    # The host's own processes (as a test session's background book build): a child from before
+    # grading, and a grandchild it starts while grading runs. The grader must leave both alone.
+    host = subprocess.Popen([sys.executable, "-c", HOST_TREE])
     code = assignments.main(["grade", str(instructor), str(subs), "-o", str(out), "--timeout", str(TIMEOUT),
                              "--memory", "1500", "--jobs", "2", "--sandbox", "auto"])
+    host_alive = {"child": host.poll() is None, "grandchild": bool(_marked_processes(HOST_MARKER))}
+    host.kill()
+    host.wait()
+    for p in _marked_processes(HOST_MARKER):
+        p.kill()
     after = state()
     home_canary.unlink()
     report = json.loads((out / "report.json").read_text())
-    return {"code": code, "out": out, "report": report, "before": before, "after": after,
+    return {"code": code, "out": out, "report": report, "before": before, "after": after, "host": host_alive,
             "names": sorted([*submissions, "malformed"]), "isolated": isolated,
             "by": {s["student"]: s for s in report["students"]}}
 
@@ -595,6 +614,18 @@ def test_hardcoding_the_visible_check_is_not_enough(batch):
 def test_nothing_outside_the_scratch_copies_changed(batch):
     assert batch["after"] == batch["before"]
     assert not _marked_processes(), "a submission's background process survived the grading"
+
+
+def test_grading_leaves_the_host_processes_alone(batch):
+    """The grader kills what submissions left behind, never its host's processes: a child the
+    host had before grading, nor one that child started during grading (found when the test
+    session's book build, running beside the grading, lost its notebook kernel)."""
+    assert batch["host"] == {"child": True, "grandchild": True}
+    import ctypes
+
+    flag = ctypes.c_int(0)
+    ctypes.CDLL(None).prctl(37, ctypes.byref(flag), 0, 0, 0)  # PR_GET_CHILD_SUBREAPER
+    assert flag.value == 0, "grading left the host process a child subreaper"
 
 
 def test_report_says_which_isolation_was_in_force(batch):

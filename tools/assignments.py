@@ -571,13 +571,20 @@ def _sandbox_command(scratch: Path, hide: Sequence[Path], use_bwrap: bool, resul
     return command + runner
 
 
-def _become_subreaper() -> None:
-    """Orphaned processes of a submission become this process's children (Linux), so that
-    a process that left its group is still found and killed."""
+def _subreaper(on: bool) -> bool:
+    """Make this process a child subreaper (Linux) or not; returns whether it was one before.
+
+    As subreaper, orphaned processes of a submission become this process's children, so that
+    a process that left its group is still found and killed. Grading restores the flag it
+    found, so a host program (a notebook, a test session) keeps its own behaviour."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        libc = ctypes.CDLL(None, use_errno=True)
+        was = ctypes.c_int(0)
+        libc.prctl(37, ctypes.byref(was), 0, 0, 0)  # PR_GET_CHILD_SUBREAPER
+        libc.prctl(36, int(on), 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        return bool(was.value)
     except Exception:  # noqa: BLE001 - not Linux: process groups only
-        pass
+        return False
 
 
 def _descendants(pid: int):
@@ -593,16 +600,28 @@ def _descendants(pid: int):
 MAX_RESULT_BYTES = 64 * 2**20
 
 _ACTIVE: set = set()  # pids of the sandboxes being waited for by their own Popen
+#: The children this process already had when grading began: the host program's own (a test
+#: session's book build, a notebook's subprocesses). They and their descendants are never
+#: killed or reaped by the grader.
+_HOST_CHILDREN: set = set()
+
+
+def _adopted():
+    """Orphans of submissions adopted as subreaper: the direct children of this process that
+    it neither had when grading began nor is waiting for as a sandbox."""
+    import psutil
+
+    return [c for c in psutil.Process().children() if c.pid not in _HOST_CHILDREN and c.pid not in _ACTIVE]
 
 
 def _reap() -> None:
-    """Collect the exit status of orphans this process adopted as subreaper (not those of
-    the sandboxes still being waited for), so that none stays a zombie."""
+    """Collect the exit status of adopted orphans, so that none stays a zombie (never a host
+    child's: its own ``Popen`` would then lose its exit status)."""
     import psutil
 
-    for child in psutil.Process().children():
+    for child in _adopted():
         try:
-            if child.pid not in _ACTIVE and child.status() == psutil.STATUS_ZOMBIE:
+            if child.status() == psutil.STATUS_ZOMBIE:
                 os.waitpid(child.pid, os.WNOHANG)
         except (psutil.Error, ChildProcessError):
             pass
@@ -862,8 +881,8 @@ def grade(chapter: Path, submissions: Sequence[Path], output: Path, timeout: flo
     seed = seed or secrets.token_hex(8)
     import psutil
 
-    _become_subreaper()
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    was_subreaper = _subreaper(True)
+    _HOST_CHILDREN.update(p.pid for p in psutil.Process().children())
     work = Path(tempfile.mkdtemp(prefix="sigprop-grading-"))
     hide = sorted({p.parent for p in paths} | {output, work})
     started = time.monotonic()
@@ -880,10 +899,14 @@ def grade(chapter: Path, submissions: Sequence[Path], output: Path, timeout: flo
                                                {lab: ExerciseResult(lab, 0.0, 0.0, "not graded", "")
                                                 for lab in tests})
     finally:
-        # whatever a submission left behind (adopted as subreaper), never what was running before
-        _kill([p for p in psutil.Process().children(recursive=True) if p.pid not in before])
+        # whatever a submission left behind (adopted as subreaper), never the host's own processes
+        # (its children from before grading and all their descendants, old or new)
+        adopted = _adopted()
+        _kill(adopted + [d for p in adopted for d in _descendants(p.pid)])
         time.sleep(0.5)
         _reap()
+        _subreaper(was_subreaper)
+        _HOST_CHILDREN.clear()
         done = [r for r in results if r is not None]
         write_reports(done, list(tests), output, chapter, seed, isolation(use_bwrap, why),
                       timeout, memory_mb, time.monotonic() - started)
