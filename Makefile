@@ -73,8 +73,9 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . $(JB_FLAGS)
 	@echo "The website is in _build/html/index.html"
 
-# One pytest call. tests/test_project.py builds the book with the same command as
-# `make book` (its test runs last); deselect it with PYTEST_ARGS='-m "not book"'.
+# One pytest call. tests/conftest.py builds the book with the same command as `make book`,
+# in the background from the start (its tests run last and wait for it); deselect them with
+# PYTEST_ARGS='-m "not book"'.
 # Tests run at the small scale unless SIGPROP_SCALE says otherwise.
 test: export SIGPROP_SCALE ?= small
 # One BLAS/OpenMP thread per process: on a 2-core machine two threads per kernel thrash
