@@ -8,7 +8,6 @@ The full sweep over the public API is tools/hostile_run.py; this file keeps its 
 from __future__ import annotations
 
 import math
-import os
 import re
 import traceback
 from pathlib import Path
@@ -21,6 +20,8 @@ from hypothesis import strategies as st
 import sigprop
 from sigprop import _checks, critique, explore, gaussian, gaussian_preact as gp, init, meanfield as mf, runtime, stats
 from sigprop import ensemble
+
+from _paths import REPO_ROOT
 
 SIGPROP_DIR = Path(sigprop.__file__).resolve().parent
 SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -610,6 +611,12 @@ bad("heatmap", "contour_level", lambda f: f(new_axes(), R(3, 3), [0, 1, 2], [0, 
 # ---- reference
 for _name in ("find", "reference.load", "table", "html", "show"):
     bad(_name, "chapter", lambda f: f("ch99_nope"), lambda f: f(3), lambda f: f("../etc"))
+for _name in ("reference.measure", "stale"):
+    bad(_name, "chapter", lambda f: f("ch99_nope", {}), lambda f: f(3, {}), lambda f: f("../etc", {}))
+    bad(_name, "namespace", lambda f: f("ch05", [1, 2], root=REPO_ROOT), lambda f: f("ch05", None, root=REPO_ROOT))
+bad("stale", "scale", lambda f: f("ch05", {}, scale="huge", root=REPO_ROOT))
+bad("stale", "rel", lambda f: f("ch05", {}, scale="small", rel=-0.1, root=REPO_ROOT),
+    lambda f: f("ch05", {}, scale="small", rel=NAN, root=REPO_ROOT))
 bad("format_value", "value", lambda f: f("x"), lambda f: f(1 + 1j))
 bad("format_value", "se", lambda f: f(1.0, se=-1.0), lambda f: f(1.0, se="x"))
 

@@ -170,3 +170,51 @@ def test_every_chapter_renders_its_table_just_before_its_summary(chapter):
     assert f'reference.show("{chapter}")' in section and ":tags: [hide-input]" in section, (
         f"{md.name}: the section renders its table with reference.show({chapter!r}) in a "
         "hide-input cell")
+
+
+def test_measure_and_stale_compare_the_stored_values_with_a_run(tmp_path):
+    """A chapter ends with ``assert not reference.stale(chapter, globals())``: the check
+    finds a stored value its run no longer measures, and leaves the run's names alone."""
+    from sigprop import reference
+
+    (tmp_path / "reference").mkdir()
+    table = {"chapter": "ch09", "rows": [
+        {"id": "twice", "measure": "y = 2 * x\nvalue = y\nse = 0.5\nsize = 'x only'",
+         "book": {"small": {"value": 3.0, "se": 0.5}}},
+        {"id": "constant", "measure": "value = 1.0",
+         "book": {"medium": {"value": 7.0}}},
+    ]}
+    path = tmp_path / "reference" / "ch09.yaml"
+    path.write_text(yaml.safe_dump(table), encoding="utf8")
+    run = {"x": 1.5}
+    assert reference.measure("ch09", run, root=tmp_path) == {
+        "twice": {"value": 3.0, "se": 0.5, "size": "x only"},
+        "constant": {"value": 1.0, "se": None}}
+    assert run == {"x": 1.5}, "the snippets rebound a name of the run"
+    assert reference.stale("ch09", run, scale="small", root=tmp_path) == []
+    assert reference.stale("ch09", {"x": 1.5 * (1 + 5e-4)}, scale="small", root=tmp_path) == []
+    (line,) = reference.stale("ch09", {"x": 1.6}, scale="small", root=tmp_path)
+    assert "ch09:twice" in line and "3.0" in line and "3.2" in line
+    (line,) = reference.stale("ch09", run, scale="medium", root=tmp_path)
+    assert "ch09:constant" in line
+    assert reference.stale("ch09", run, scale="paper", root=tmp_path) == []  # nothing stored there
+    assert reference.stale("ch09", run, scale="small", root=tmp_path / "elsewhere") == []  # no table
+    with pytest.raises(ValueError, match="rel"):
+        reference.stale("ch09", run, scale="small", root=tmp_path, rel=-1)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        reference.stale("ch09", run, scale="huge", root=tmp_path)
+    with pytest.raises(TypeError, match="namespace must be a mapping"):
+        reference.measure("ch09", [1, 2], root=tmp_path)
+    table["rows"][1]["measure"] = "v = 1"
+    path.write_text(yaml.safe_dump(table), encoding="utf8")
+    with pytest.raises(ValueError, match="sets no value"):
+        reference.measure("ch09", run, root=tmp_path)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_chapter_checks_its_stored_values_against_its_run(chapter):
+    (md,) = (REPO_ROOT / "book").glob(f"{chapter}_*.md")
+    text = md.read_text(encoding="utf8")
+    section = text[text.find("\n## The paper beside the book\n"):text.find("\n## Summary\n")]
+    assert 'assert not drift' in section and f'reference.stale("{chapter}", globals())' in section, (
+        f"{md.name}: the section does not check its stored values against the run")

@@ -74,6 +74,8 @@ def execute(chapter: str, scale: str, timeout: int = 3600) -> Path:
     try:
         src = chapter_source(chapter)
         nb = jupytext.read(src)
+        # the copy does not check the stored values it is about to replace
+        nb.cells = [c for c in nb.cells if "reference.stale(" not in c.source]
         nb.cells.append(nbformat.v4.new_code_cell(DUMP_CELL % str(dump)))
         # the copy runs with book/ as working directory, as the chapter does on the website
         env_scale = os.environ.get("SIGPROP_SCALE")
@@ -103,21 +105,9 @@ def execute(chapter: str, scale: str, timeout: int = 3600) -> Path:
 
 
 def namespace(dump: Path) -> dict:
-    import numpy as np
-    import torch
-
-    import sigprop
-    from sigprop import (activations, gaussian, gaussian_preact, meanfield, moment_theory, resnet_theory,
-                         spectra, stats)
-
+    """The chapter's variables stored by a run."""
     with open(dump, "rb") as f:
-        ns = pickle.load(f)
-    ns.update(np=np, torch=torch, sigprop=sigprop, activations=activations, gaussian=gaussian,
-              gaussian_preact=gaussian_preact, mf=meanfield, meanfield=meanfield,
-              moment_theory=moment_theory, resnet_theory=resnet_theory,
-              resnet_meanfield=resnet_theory,  # the name before resnet_theory (issue 18)
-              spectra=spectra, stats=stats)
-    return ns
+        return pickle.load(f)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -140,28 +130,20 @@ def to_yaml(table: dict) -> str:
     return yaml.dump(table, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
-def _plain(x):
-    if x is None:
-        return None
-    return float(f"{float(x):.6g}")
-
-
 def measure(chapter: str, scale: str, dump: Path) -> list[str]:
-    """Evaluate every row's ``measure`` snippet and store the results in the chapter's table."""
+    """Evaluate every row's ``measure`` snippet (:func:`sigprop.reference.measure`) on a
+    stored run and store the results in the chapter's table."""
+    from sigprop import reference
+
     path = TABLES / f"{chapter}.yaml"
     table = yaml.safe_load(path.read_text())
-    base = namespace(dump)
+    measured = reference.measure(chapter, namespace(dump), root=ROOT)
     lines = []
     seconds = DUMPS / f"{chapter}-{scale}.seconds"
     for row in table["rows"]:
-        code = row.get("measure")
-        if not code:
+        if row["id"] not in measured:
             continue
-        ns = dict(base, ROW_ID=row["id"])
-        exec(compile(code, f"<{chapter}:{row['id']}>", "exec"), ns)
-        entry = {"value": _plain(ns["value"]), "se": _plain(ns.get("se"))}
-        if ns.get("size"):
-            entry["size"] = str(ns["size"])
+        entry = measured[row["id"]]
         entry["date"] = _dt.date.today().isoformat()
         if seconds.exists():
             entry["chapter_seconds"] = int(seconds.read_text())

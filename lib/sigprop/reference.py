@@ -5,24 +5,27 @@ paper that the chapter measures, the paper's value and where it stands in the pa
 book's value with its standard error at each scale it was measured at (``small``, the
 preset the website runs; ``medium``, the larger runs of ``make reference``), the
 tolerance within which the two are expected to agree, and a note where a row is not
-comparable. ``tools/reference.py`` measures the book's side; ``tests/test_reference.py``
-holds the stored values to their tolerances. This module only reads and formats.
+comparable. ``tools/reference.py`` measures the book's side with :func:`measure`;
+``tests/test_reference.py`` holds the stored values to their tolerances, and each chapter
+checks with :func:`stale` that the values stored for the scale it runs at are still the ones
+it measures.
 
 >>> from sigprop import reference
 >>> reference.table("ch05")            # doctest: +SKIP
 >>> reference.html("ch05")             # doctest: +SKIP
 >>> reference.show("ch05")             # in a notebook cell   # doctest: +SKIP
+>>> reference.stale("ch05", globals()) # at the end of the chapter   # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 from ._checks import check_real
 
-__all__ = ["find", "load", "table", "html", "show", "format_value"]
+__all__ = ["find", "load", "table", "html", "show", "format_value", "measure", "stale"]
 
 _CHAPTER = re.compile(r"^ch\d\d$")
 _SCALES = ("small", "medium", "paper")
@@ -189,3 +192,112 @@ def show(chapter: str, root: Optional[Union[str, Path]] = None):
             f"<p>The table of this chapter is stored with the book's sources "
             f"(<code>book/reference/{chapter}.yaml</code>) and shown on the book's website.</p>"
         )
+
+
+def _snippet_namespace(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """``namespace`` plus the names every ``measure`` snippet may use."""
+    import numpy as np
+    import torch
+
+    import sigprop
+    from sigprop import (activations, gaussian, gaussian_preact, meanfield, moment_theory, resnet_theory,
+                         spectra, stats)
+
+    ns = dict(namespace)
+    ns.update(np=np, torch=torch, sigprop=sigprop, activations=activations, gaussian=gaussian,
+              gaussian_preact=gaussian_preact, mf=meanfield, meanfield=meanfield,
+              moment_theory=moment_theory, resnet_theory=resnet_theory,
+              resnet_meanfield=resnet_theory,  # the module's name before issue 18
+              spectra=spectra, stats=stats)
+    return ns
+
+
+def _check_namespace(namespace) -> None:
+    if not isinstance(namespace, Mapping):
+        raise TypeError(f"namespace must be a mapping of names to values (e.g. globals()); got "
+                        f"{type(namespace).__name__}")
+
+
+def _rounded(x) -> Optional[float]:
+    return None if x is None else float(f"{float(x):.6g}")
+
+
+def measure(chapter: str, namespace: Mapping[str, Any],
+            root: Optional[Union[str, Path]] = None) -> dict[str, dict[str, Any]]:
+    """The book's side of ``chapter``'s table, measured from a chapter's variables.
+
+    Every row of the table carries a ``measure`` snippet: Python that reads the chapter's
+    variables and sets ``value``, ``se`` (its standard error, ``None`` for a number without
+    sampling error) and optionally ``size`` (the sizes it was measured at, in words). Each
+    snippet runs in its own shallow copy of ``namespace`` (a chapter's ``globals()``, or the
+    variables ``tools/reference.py`` stored from a run) with ``np``, ``torch`` and the
+    ``sigprop`` modules added, so the caller's names are not rebound.
+
+    Returns ``{row id: {"value", "se"[, "size"]}}`` with values rounded to six
+    significant figures, as the tables store them.
+
+    Raises
+    ------
+    ValueError
+        If ``chapter`` is not of the form ``"ch05"``, or a snippet sets no ``value``.
+    TypeError
+        If ``namespace`` is not a mapping.
+    """
+    _check_namespace(namespace)
+    base = _snippet_namespace(namespace)
+    results = {}
+    for row in load(chapter, root)["rows"]:
+        code = row.get("measure")
+        if not code:
+            continue
+        ns = dict(base, ROW_ID=row["id"])
+        exec(compile(code, f"<{chapter}:{row['id']}>", "exec"), ns)
+        if "value" not in ns:
+            raise ValueError(f"the measure snippet of {chapter}:{row['id']} sets no value")
+        entry = {"value": _rounded(ns["value"]), "se": _rounded(ns.get("se"))}
+        if ns.get("size"):
+            entry["size"] = str(ns["size"])
+        results[row["id"]] = entry
+    return results
+
+
+def stale(chapter: str, namespace: Mapping[str, Any], scale: Optional[str] = None,
+          root: Optional[Union[str, Path]] = None, rel: float = 1e-3) -> list[str]:
+    """The rows of ``chapter``'s table whose stored value at ``scale`` is no longer what the
+    chapter measures: one sentence per row, an empty list when the table is current.
+
+    Measures every row with :func:`measure` and compares it with the stored value at
+    ``scale`` (default: the preset the chapter runs at, :func:`sigprop.runtime.scale`);
+    they agree when ``|measured - stored| <= rel * |stored|`` (stored values have six
+    significant figures; ``rel`` absorbs the rounding differences of another machine's
+    arithmetic). Rows with no stored value at ``scale`` are skipped, and so is a chapter
+    whose table is not at hand (a notebook opened alone). A chapter ends with
+    ``assert not reference.stale("ch05", globals())``, so that nbval fails when a change of
+    the library or of the chapter moves a number without ``tools/reference.py`` storing it.
+
+    Raises
+    ------
+    ValueError
+        If ``chapter`` is malformed, ``scale`` is not a preset, or ``rel`` is negative.
+    """
+    from . import runtime
+
+    _check_namespace(namespace)
+    rel = check_real(rel, "rel", 0.0)
+    scale = runtime.scale(scale)
+    try:
+        rows = load(chapter, root)["rows"]
+    except FileNotFoundError:
+        return []
+    stored = {row["id"]: (row.get("book") or {}).get(scale) for row in rows}
+    if not any(entry and entry.get("value") is not None for entry in stored.values()):
+        return []
+    found = []
+    for row_id, entry in measure(chapter, namespace, root).items():
+        old = stored.get(row_id)
+        if not old or old.get("value") is None:
+            continue
+        new = entry["value"]
+        if new is None or not math.isclose(new, old["value"], rel_tol=rel, abs_tol=1e-12):
+            found.append(f"{chapter}:{row_id} at scale {scale}: stored {old['value']}, measured now {new}")
+    return found
