@@ -135,6 +135,8 @@ def table(chapter: str, root: Optional[Union[str, Path]] = None):
     return pd.DataFrame.from_records(records, index=[r["id"] for r in rows])
 
 
+_PAD = "padding: 0.25em 0.9em 0.25em 0"  # a gap between columns, none at the table's left edge
+_WIDE = {"quantity": "; min-width: 9em", "note": "; min-width: 12em"}  # text columns stay readable on a phone
 _INLINE_MATH = re.compile(r"\$([^$]+)\$")
 
 
@@ -144,7 +146,7 @@ def _cell(main: str, detail: str = "") -> str:
     text = f'<span style="white-space: nowrap">{escape(main)}</span>' if " ± " in main else escape(main)
     if detail:
         text += f'<br><span style="font-size: 0.85em; opacity: 0.75">{escape(detail)}</span>'
-    return f'<td style="vertical-align: top; text-align: left">{text}</td>'
+    return f'<td style="{_PAD}; vertical-align: top; text-align: left">{text}</td>'
 
 
 def html(chapter: str, root: Optional[Union[str, Path]] = None) -> str:
@@ -161,7 +163,8 @@ def html(chapter: str, root: Optional[Union[str, Path]] = None) -> str:
     head += ["note"] if with_notes else []
     lines = ['<div class="mathjax_process" style="overflow-x: auto">',
              '<table class="sigprop-reference" style="font-size: 0.85em">',
-             "<thead><tr>" + "".join(f'<th style="text-align: left">{h}</th>' for h in head) + "</tr></thead>", "<tbody>"]
+             "<thead><tr>" + "".join(f'<th style="{_PAD}; text-align: left{_WIDE.get(h, "")}">{h}</th>' for h in head)
+             + "</tr></thead>", "<tbody>"]
     for _, row in frame.iterrows():
         cells = [_cell(row["quantity"]), _cell(row["paper"], row["where in the paper"])]
         cells += [_cell(row[f"book, {s}"], row[f"sizes, {s}"]) for s in scales]
