@@ -128,7 +128,7 @@ bench: $(STAMP)
 # (the largest sizes a two-core CPU runs in reasonable time; a chapter without medium
 # sizes runs its small ones) and store the measured values in book/reference/chNN.yaml.
 # Not part of `make test`, which only checks the stored values (tests/test_reference.py).
-# Chapters with medium sizes: 1 (about 5 minutes on two busy cores), 2 (9), 4 (5), 5 (12), 6 (3).
+# Chapters with medium sizes: 1 (about 5 minutes on two busy cores), 2 (9), 4 (5), 5 (5), 6 (3).
 REFERENCE_CHAPTERS ?= ch01 ch02 ch04 ch05 ch06
 REFERENCE_SCALE ?= medium
 reference: export OMP_NUM_THREADS ?= 1

@@ -150,6 +150,8 @@ def test_reference_format_and_argument_checks(tmp_path):
     assert reference.format_value(1.19903, 0.00328) == "1.1990 ± 0.0033"
     assert reference.format_value(5.0476, 0.1722) == "5.05 ± 0.17"
     assert reference.format_value(None) == "–"
+    assert reference.format_value(39831100.0, 7023210.0) == "(3.98 ± 0.70) × 10⁷"
+    assert reference.format_value(2.3e-6) == "2.3 × 10⁻⁶"
     with pytest.raises(ValueError, match="chapter must be of the form"):
         reference.find("5")
     with pytest.raises(FileNotFoundError, match="no table for chapter 'ch05'"):

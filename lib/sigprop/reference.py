@@ -69,17 +69,27 @@ def load(chapter: str, root: Optional[Union[str, Path]] = None) -> dict[str, Any
 
 def format_value(value: Optional[float], se: Optional[float] = None) -> str:
     """``1.1992`` or ``1.199 ± 0.010``: the standard error to two significant figures
-    and the value to the same decimal place; an en dash for a missing value."""
+    and the value to the same decimal place; ``(3.98 ± 0.70) × 10⁷`` for magnitudes of
+    10⁵ and more or below 10⁻⁴; an en dash for a missing value."""
     if value is not None:
         value = check_real(value, "value", allow_inf=True) if not (isinstance(value, float) and math.isnan(value)) else value
     if se is not None and not (isinstance(se, float) and math.isnan(se)):
         se = check_real(se, "se", 0.0, allow_inf=True)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    exponent = int(math.floor(math.log10(abs(value)))) if math.isfinite(value) and value != 0 else 0
+    if abs(exponent) >= 5:  # (3.98 ± 0.70) × 10⁷ rather than 39831100 ± 7023210
+        scale = 10.0 ** exponent
+        inner = format_value(value / scale, None if se is None else se / scale)
+        power = str(exponent).translate(_SUPERSCRIPT)
+        return f"({inner}) × 10{power}" if " ± " in inner else f"{inner} × 10{power}"
     if se is None or se == 0 or not math.isfinite(se):
         return f"{value:.6g}"
     decimals = max(0, 1 - int(math.floor(math.log10(abs(se)))))
     return f"{value:.{decimals}f} ± {se:.{decimals}f}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def _tolerance(tol: Optional[dict]) -> str:
