@@ -146,7 +146,7 @@ def table(chapter: str, root: Optional[Union[str, Path]] = None):
 
 
 _PAD = "padding: 0.25em 0.9em 0.25em 0"  # a gap between columns, none at the table's left edge
-_WIDE = {"quantity": "; min-width: 9em", "note": "; min-width: 12em"}  # text columns stay readable on a phone
+_WIDE = {"quantity": "; min-width: 9em", "paper": "; min-width: 8em", "note": "; min-width: 12em"}  # text columns stay readable on a phone
 _INLINE_MATH = re.compile(r"\$([^$]+)\$")
 
 
