@@ -2,7 +2,7 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 python tools/hostile_run.py [--verbose] [--only PREFIX]
+    OMP_NUM_THREADS=1 python tools/hostile_run.py [--verbose] [--no-guards]
 
 Every attempt is a call a careless or hostile user could make. Its outcome is one of
 
